@@ -1,0 +1,65 @@
+//! # wasp-guest — write wasp plugins in Rust
+//!
+//! A wasp plugin is a WASI command (a normal `fn main`, built for
+//! `wasm32-wasip2`) that reaches the network only through the wasp socket
+//! provider, a Winsock SPI mirrored in WIT (`wasp:spi`).
+//!
+//! - [`raw`] holds the generated bindings: `wsp_socket`, `wsp_send`, ...
+//!   exactly as in the WIT, for code that wants Winsock as it is.
+//! - [`Socket`] is the idiomatic layer: `std::net::SocketAddr` in and out,
+//!   [`Result`] with a [`WsaError`] that converts into `std::io::Error`,
+//!   `std::io::Read`/`Write`, and close on drop.
+//!
+//! ```no_run
+//! use wasp_guest::{Socket, SocketType};
+//! let listener = Socket::listen_on("127.0.0.1:7000".parse().unwrap(), 16)?;
+//! let (mut conn, _peer) = listener.accept()?;
+//! let data = conn.recv(4096)?;
+//! conn.send(&data)?;
+//! # Ok::<(), wasp_guest::WsaError>(())
+//! ```
+//!
+//! Where Windows differs from the Winsock rules wasp follows (SPEC.md),
+//! wasp follows the rules: for example descriptors are never reused within
+//! one guest, and an IPv6 socket is IPv6-only.
+
+mod error;
+mod socket;
+
+/// The generated `wasp:spi` bindings (the WIT, as Rust).
+#[allow(missing_docs)]
+pub mod raw {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "wasp:spi/plugin",
+        generate_all,
+    });
+    pub use wasp::spi::{sockets, types};
+}
+
+pub use error::{Result, WsaError};
+pub use raw::sockets::{IoctlCommand, IoctlResult, Sockopt, SockoptName};
+pub use raw::types::{ErrorCode, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
+pub use socket::{Socket, SocketType, enum_protocols, last_denial};
+
+/// Winsock constants for `wsp-socket` (`AF_*`, `SOCK_*`, `IPPROTO_*`).
+pub mod consts {
+    /// Wildcard address family.
+    pub const AF_UNSPEC: i32 = 0;
+    /// IPv4.
+    pub const AF_INET: i32 = 2;
+    /// IPv6 (the Winsock value).
+    pub const AF_INET6: i32 = 23;
+    /// Stream sockets.
+    pub const SOCK_STREAM: i32 = 1;
+    /// Datagram sockets.
+    pub const SOCK_DGRAM: i32 = 2;
+    /// Raw sockets (not offered by wasp: WSAESOCKTNOSUPPORT).
+    pub const SOCK_RAW: i32 = 3;
+    /// TCP.
+    pub const IPPROTO_TCP: i32 = 6;
+    /// UDP.
+    pub const IPPROTO_UDP: i32 = 17;
+    /// Take the value from the protocol-info argument.
+    pub const FROM_PROTOCOL_INFO: i32 = -1;
+}

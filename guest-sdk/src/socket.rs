@@ -1,0 +1,292 @@
+//! The idiomatic socket: one owned descriptor, closed on drop.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use crate::consts::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM};
+use crate::raw::sockets as wsp;
+use crate::raw::types::{
+    Ipv4SocketAddress, Ipv6SocketAddress, MessageFlags, ProtocolInfo, ShutdownHow, SocketAddress,
+    SocketFlags,
+};
+use crate::{IoctlCommand, IoctlResult, Result, Sockopt, SockoptName, WsaError};
+
+/// Stream or datagram, for the convenience constructors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketType {
+    /// TCP.
+    Stream,
+    /// UDP.
+    Datagram,
+}
+
+/// A wasp socket descriptor, closed when dropped (`wsp-close-socket`).
+#[derive(Debug)]
+pub struct Socket {
+    s: u32,
+}
+
+fn to_wit(addr: SocketAddr) -> SocketAddress {
+    match addr {
+        SocketAddr::V4(a) => {
+            let [o0, o1, o2, o3] = a.ip().octets();
+            SocketAddress::Ipv4(Ipv4SocketAddress {
+                port: a.port(),
+                address: (o0, o1, o2, o3),
+            })
+        }
+        SocketAddr::V6(a) => {
+            let [g0, g1, g2, g3, g4, g5, g6, g7] = a.ip().segments();
+            SocketAddress::Ipv6(Ipv6SocketAddress {
+                port: a.port(),
+                flow_info: a.flowinfo(),
+                address: (g0, g1, g2, g3, g4, g5, g6, g7),
+                scope_id: a.scope_id(),
+            })
+        }
+    }
+}
+
+fn from_wit(addr: SocketAddress) -> SocketAddr {
+    match addr {
+        SocketAddress::Ipv4(a) => {
+            let (o0, o1, o2, o3) = a.address;
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(o0, o1, o2, o3), a.port))
+        }
+        SocketAddress::Ipv6(a) => {
+            let (g0, g1, g2, g3, g4, g5, g6, g7) = a.address;
+            let ip = Ipv6Addr::new(g0, g1, g2, g3, g4, g5, g6, g7);
+            SocketAddr::V6(SocketAddrV6::new(ip, a.port, a.flow_info, a.scope_id))
+        }
+    }
+}
+
+impl Socket {
+    /// `wsp-socket(af, type, protocol, none, 0, flags)` with Winsock
+    /// constants (see [`crate::consts`]).
+    pub fn new(af: i32, socket_type: i32, protocol: i32, flags: SocketFlags) -> Result<Socket> {
+        Self::with_info(af, socket_type, protocol, None, 0, flags)
+    }
+
+    /// `wsp-socket` with every argument, as in Winsock.
+    pub fn with_info(
+        af: i32,
+        socket_type: i32,
+        protocol: i32,
+        info: Option<&ProtocolInfo>,
+        group: u32,
+        flags: SocketFlags,
+    ) -> Result<Socket> {
+        let s = wsp::wsp_socket(af, socket_type, protocol, info, group, flags)?;
+        Ok(Socket { s })
+    }
+
+    /// A TCP or UDP socket of the family of `addr`.
+    pub fn for_addr(addr: &SocketAddr, kind: SocketType) -> Result<Socket> {
+        let af = if addr.is_ipv4() { AF_INET } else { AF_INET6 };
+        let (ty, proto) = match kind {
+            SocketType::Stream => (SOCK_STREAM, IPPROTO_TCP),
+            SocketType::Datagram => (SOCK_DGRAM, IPPROTO_UDP),
+        };
+        Self::new(af, ty, proto, SocketFlags::empty())
+    }
+
+    /// A TCP socket bound to `addr` and listening.
+    pub fn listen_on(addr: SocketAddr, backlog: u32) -> Result<Socket> {
+        let socket = Self::for_addr(&addr, SocketType::Stream)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)?;
+        Ok(socket)
+    }
+
+    /// A TCP socket connected to `addr` (blocking connect).
+    pub fn connect_to(addr: SocketAddr) -> Result<Socket> {
+        let socket = Self::for_addr(&addr, SocketType::Stream)?;
+        socket.connect(addr)?;
+        Ok(socket)
+    }
+
+    /// A UDP socket bound to `addr`.
+    pub fn udp_bound(addr: SocketAddr) -> Result<Socket> {
+        let socket = Self::for_addr(&addr, SocketType::Datagram)?;
+        socket.bind(addr)?;
+        Ok(socket)
+    }
+
+    /// Takes ownership of a raw descriptor.
+    pub fn from_raw(s: u32) -> Socket {
+        Socket { s }
+    }
+
+    /// The raw descriptor (still owned by `self`).
+    pub fn raw(&self) -> u32 {
+        self.s
+    }
+
+    /// Gives up ownership: the descriptor is not closed on drop.
+    pub fn into_raw(self) -> u32 {
+        let s = self.s;
+        std::mem::forget(self);
+        s
+    }
+
+    /// `wsp-bind`.
+    pub fn bind(&self, addr: SocketAddr) -> Result<()> {
+        Ok(wsp::wsp_bind(self.s, to_wit(addr))?)
+    }
+
+    /// `wsp-listen`.
+    pub fn listen(&self, backlog: u32) -> Result<()> {
+        Ok(wsp::wsp_listen(self.s, backlog)?)
+    }
+
+    /// `wsp-accept`: the new socket and its peer.
+    pub fn accept(&self) -> Result<(Socket, SocketAddr)> {
+        let (s, peer) = wsp::wsp_accept(self.s)?;
+        Ok((Socket { s }, from_wit(peer)))
+    }
+
+    /// `wsp-connect`.
+    pub fn connect(&self, addr: SocketAddr) -> Result<()> {
+        Ok(wsp::wsp_connect(self.s, to_wit(addr))?)
+    }
+
+    /// `wsp-send` of one buffer.
+    pub fn send(&self, data: &[u8]) -> Result<usize> {
+        self.send_with(&[data], MessageFlags::empty(), None)
+    }
+
+    /// `wsp-send` with every argument: the buffers go out in order as one
+    /// stream write or one datagram.
+    pub fn send_with(
+        &self,
+        buffers: &[&[u8]],
+        flags: MessageFlags,
+        overlapped: Option<u64>,
+    ) -> Result<usize> {
+        let buffers: Vec<Vec<u8>> = buffers.iter().map(|b| b.to_vec()).collect();
+        Ok(wsp::wsp_send(self.s, &buffers, flags, overlapped)? as usize)
+    }
+
+    /// Sends every byte of `data`, looping over partial sends.
+    pub fn send_all(&self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let n = self.send(data)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// `wsp-send-to` of one buffer.
+    pub fn send_to(&self, data: &[u8], to: SocketAddr) -> Result<usize> {
+        self.send_to_with(&[data], to, MessageFlags::empty())
+    }
+
+    /// `wsp-send-to` of several buffers as one datagram.
+    pub fn send_to_with(
+        &self,
+        buffers: &[&[u8]],
+        to: SocketAddr,
+        flags: MessageFlags,
+    ) -> Result<usize> {
+        let buffers: Vec<Vec<u8>> = buffers.iter().map(|b| b.to_vec()).collect();
+        Ok(wsp::wsp_send_to(self.s, &buffers, flags, to_wit(to), None)? as usize)
+    }
+
+    /// `wsp-recv` of up to `max_len` bytes; empty means the peer closed.
+    pub fn recv(&self, max_len: usize) -> Result<Vec<u8>> {
+        self.recv_with(max_len, MessageFlags::empty())
+    }
+
+    /// `wsp-recv` with flags (`PEEK`, `OOB`, `WAIT_ALL`).
+    pub fn recv_with(&self, max_len: usize, flags: MessageFlags) -> Result<Vec<u8>> {
+        let max = u32::try_from(max_len).unwrap_or(u32::MAX);
+        Ok(wsp::wsp_recv(self.s, max, flags)?)
+    }
+
+    /// `wsp-recv-from`: one datagram and its sender.
+    pub fn recv_from(&self, max_len: usize) -> Result<(Vec<u8>, SocketAddr)> {
+        let max = u32::try_from(max_len).unwrap_or(u32::MAX);
+        let (data, from) = wsp::wsp_recv_from(self.s, max, MessageFlags::empty())?;
+        Ok((data, from_wit(from)))
+    }
+
+    /// `wsp-shutdown`.
+    pub fn shutdown(&self, how: ShutdownHow) -> Result<()> {
+        Ok(wsp::wsp_shutdown(self.s, how)?)
+    }
+
+    /// FIONBIO.
+    pub fn set_nonblocking(&self, on: bool) -> Result<()> {
+        wsp::wsp_ioctl(self.s, IoctlCommand::Fionbio(on))?;
+        Ok(())
+    }
+
+    /// FIONREAD.
+    pub fn bytes_readable(&self) -> Result<u32> {
+        match wsp::wsp_ioctl(self.s, IoctlCommand::Fionread)? {
+            IoctlResult::Bytes(n) => Ok(n),
+            _ => Err(WsaError(crate::ErrorCode::Wsaeinval)),
+        }
+    }
+
+    /// `wsp-set-sock-opt`.
+    pub fn set_option(&self, value: Sockopt) -> Result<()> {
+        Ok(wsp::wsp_set_sock_opt(self.s, &value)?)
+    }
+
+    /// `wsp-get-sock-opt`.
+    pub fn option(&self, name: SockoptName) -> Result<Sockopt> {
+        Ok(wsp::wsp_get_sock_opt(self.s, name)?)
+    }
+
+    /// `wsp-get-sock-name`.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(from_wit(wsp::wsp_get_sock_name(self.s)?))
+    }
+
+    /// `wsp-get-peer-name`.
+    pub fn peer_addr(&self) -> Result<SocketAddr> {
+        Ok(from_wit(wsp::wsp_get_peer_name(self.s)?))
+    }
+
+    /// `wsp-close-socket`, reporting its error (drop ignores it).
+    pub fn close(self) -> Result<()> {
+        Ok(wsp::wsp_close_socket(self.into_raw())?)
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let _ = wsp::wsp_close_socket(self.s);
+    }
+}
+
+impl io::Read for &Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let data = self.recv(buf.len())?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+}
+
+impl io::Write for &Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(self.send(buf)?)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `wsp-enum-protocols`: the host's catalogue, optionally filtered by
+/// protocol (`IPPROTO_*`).
+pub fn enum_protocols(protocols: Option<&[i32]>) -> Vec<ProtocolInfo> {
+    wsp::wsp_enum_protocols(protocols)
+}
+
+/// Why the host last refused this guest (`WSAEACCES`): the missing grant.
+pub fn last_denial() -> Option<String> {
+    wsp::last_denial()
+}

@@ -1,0 +1,5 @@
+//! Glue: one module per WIT interface. Looks up, converts, calls the
+//! mechanism; decides nothing.
+
+mod sockets;
+mod types;

@@ -1,0 +1,204 @@
+//! Glue for `wasp:spi/sockets`: each WSP import converts its arguments,
+//! calls the guest's [`Provider`](crate::net::Provider) and converts back.
+
+use crate::WaspCtx;
+use crate::bindings::sockets::{Host, IoctlCommand as WitIoctl, IoctlResult, Sockopt, SockoptName};
+use crate::bindings::types::{
+    ErrorCode, MessageFlags, ProtocolInfo, ShutdownHow as WitShutdown, SocketAddress, SocketFlags,
+};
+use crate::net::catalog::{self, SocketRequest};
+use crate::net::{IoctlCommand, IoctlReply, OptName, OptValue, ShutdownHow};
+
+use super::types::{
+    msg_flags, protocol_info, protocol_info_arg, socket_addr, socket_flags, wit_addr,
+};
+
+type Result<T> = std::result::Result<T, ErrorCode>;
+
+impl Host for WaspCtx {
+    async fn wsp_socket(
+        &mut self,
+        af: i32,
+        socket_type: i32,
+        protocol: i32,
+        protocol_info: Option<ProtocolInfo>,
+        g: u32,
+        flags: SocketFlags,
+    ) -> Result<u32> {
+        let req = SocketRequest {
+            af,
+            socket_type,
+            protocol,
+            info: protocol_info.as_ref().map(protocol_info_arg),
+            group: g,
+            flags: socket_flags(flags),
+        };
+        Ok(self.provider.wsp_socket(&req)?)
+    }
+
+    async fn wsp_send(
+        &mut self,
+        s: u32,
+        buffers: Vec<Vec<u8>>,
+        flags: MessageFlags,
+        overlapped: Option<u64>,
+    ) -> Result<u32> {
+        let sent = self
+            .provider
+            .wsp_send(s, &buffers, msg_flags(flags), overlapped);
+        Ok(sent.await?)
+    }
+
+    async fn wsp_send_to(
+        &mut self,
+        s: u32,
+        buffers: Vec<Vec<u8>>,
+        flags: MessageFlags,
+        to: SocketAddress,
+        overlapped: Option<u64>,
+    ) -> Result<u32> {
+        let to = socket_addr(to);
+        let sent = self
+            .provider
+            .wsp_send_to(s, &buffers, msg_flags(flags), to, overlapped);
+        Ok(sent.await?)
+    }
+
+    async fn wsp_recv(&mut self, s: u32, max_len: u32, flags: MessageFlags) -> Result<Vec<u8>> {
+        Ok(self.provider.wsp_recv(s, max_len, msg_flags(flags)).await?)
+    }
+
+    async fn wsp_recv_from(
+        &mut self,
+        s: u32,
+        max_len: u32,
+        flags: MessageFlags,
+    ) -> Result<(Vec<u8>, SocketAddress)> {
+        let (data, from) = self
+            .provider
+            .wsp_recv_from(s, max_len, msg_flags(flags))
+            .await?;
+        Ok((data, wit_addr(from)))
+    }
+
+    async fn wsp_bind(&mut self, s: u32, name: SocketAddress) -> Result<()> {
+        Ok(self.provider.wsp_bind(s, socket_addr(name))?)
+    }
+
+    async fn wsp_listen(&mut self, s: u32, backlog: u32) -> Result<()> {
+        Ok(self.provider.wsp_listen(s, backlog)?)
+    }
+
+    async fn wsp_accept(&mut self, s: u32) -> Result<(u32, SocketAddress)> {
+        let (accepted, peer) = self.provider.wsp_accept(s).await?;
+        Ok((accepted, wit_addr(peer)))
+    }
+
+    async fn wsp_connect(&mut self, s: u32, name: SocketAddress) -> Result<()> {
+        Ok(self.provider.wsp_connect(s, socket_addr(name)).await?)
+    }
+
+    async fn wsp_shutdown(&mut self, s: u32, how: WitShutdown) -> Result<()> {
+        let how = match how {
+            WitShutdown::Receive => ShutdownHow::Receive,
+            WitShutdown::Send => ShutdownHow::Send,
+            WitShutdown::Both => ShutdownHow::Both,
+        };
+        Ok(self.provider.wsp_shutdown(s, how)?)
+    }
+
+    async fn wsp_close_socket(&mut self, s: u32) -> Result<()> {
+        Ok(self.provider.wsp_close_socket(s)?)
+    }
+
+    async fn wsp_ioctl(&mut self, s: u32, command: WitIoctl) -> Result<IoctlResult> {
+        let command = match command {
+            WitIoctl::Fionbio(on) => IoctlCommand::NonBlocking(on),
+            WitIoctl::Fionread => IoctlCommand::BytesReadable,
+            WitIoctl::Siocatmark => IoctlCommand::AtMark,
+        };
+        Ok(match self.provider.wsp_ioctl(s, command)? {
+            IoctlReply::None => IoctlResult::None,
+            IoctlReply::Bytes(n) => IoctlResult::Bytes(n),
+            IoctlReply::Flag(on) => IoctlResult::Flag(on),
+        })
+    }
+
+    async fn wsp_get_sock_opt(&mut self, s: u32, name: SockoptName) -> Result<Sockopt> {
+        let name = match name {
+            SockoptName::Broadcast => OptName::Broadcast,
+            SockoptName::OobInline => OptName::OobInline,
+            SockoptName::ReuseAddress => OptName::ReuseAddress,
+            SockoptName::KeepAlive => OptName::KeepAlive,
+            SockoptName::TcpNoDelay => OptName::TcpNoDelay,
+            SockoptName::Linger => OptName::Linger,
+            SockoptName::ReceiveBuffer => OptName::ReceiveBuffer,
+            SockoptName::SendBuffer => OptName::SendBuffer,
+            SockoptName::MaxMessageSize => OptName::MaxMessageSize,
+            SockoptName::Error => OptName::Error,
+            SockoptName::SocketType => OptName::SocketType,
+            SockoptName::AcceptConn => OptName::AcceptConn,
+            SockoptName::ProtocolInfo => OptName::ProtocolInfo,
+        };
+        Ok(match self.provider.wsp_get_sock_opt(s, name)? {
+            OptValue::Broadcast(v) => Sockopt::Broadcast(v),
+            OptValue::OobInline(v) => Sockopt::OobInline(v),
+            OptValue::ReuseAddress(v) => Sockopt::ReuseAddress(v),
+            OptValue::KeepAlive(v) => Sockopt::KeepAlive(v),
+            OptValue::TcpNoDelay(v) => Sockopt::TcpNoDelay(v),
+            OptValue::Linger(v) => Sockopt::Linger(v),
+            OptValue::ReceiveBuffer(v) => Sockopt::ReceiveBuffer(v),
+            OptValue::SendBuffer(v) => Sockopt::SendBuffer(v),
+            OptValue::MaxMessageSize(v) => Sockopt::MaxMessageSize(v),
+            OptValue::Error(v) => Sockopt::Error(v.map(ErrorCode::from)),
+            OptValue::SocketType(v) => Sockopt::SocketType(v),
+            OptValue::AcceptConn(v) => Sockopt::AcceptConn(v),
+            OptValue::ProtocolInfo(entry) => Sockopt::ProtocolInfo(protocol_info(entry)),
+        })
+    }
+
+    async fn wsp_set_sock_opt(&mut self, s: u32, value: Sockopt) -> Result<()> {
+        let value = match value {
+            Sockopt::Broadcast(v) => OptValue::Broadcast(v),
+            Sockopt::OobInline(v) => OptValue::OobInline(v),
+            Sockopt::ReuseAddress(v) => OptValue::ReuseAddress(v),
+            Sockopt::KeepAlive(v) => OptValue::KeepAlive(v),
+            Sockopt::TcpNoDelay(v) => OptValue::TcpNoDelay(v),
+            Sockopt::Linger(v) => OptValue::Linger(v),
+            Sockopt::ReceiveBuffer(v) => OptValue::ReceiveBuffer(v),
+            Sockopt::SendBuffer(v) => OptValue::SendBuffer(v),
+            // Read-only options: SO_MAX_MSG_SIZE, SO_ERROR, SO_TYPE,
+            // SO_ACCEPTCONN, SO_PROTOCOL_INFO.
+            Sockopt::MaxMessageSize(_)
+            | Sockopt::Error(_)
+            | Sockopt::SocketType(_)
+            | Sockopt::AcceptConn(_)
+            | Sockopt::ProtocolInfo(_) => {
+                return Err(self.provider.wsp_set_read_only_opt(s).into());
+            }
+        };
+        Ok(self.provider.wsp_set_sock_opt(s, &value)?)
+    }
+
+    async fn wsp_get_sock_name(&mut self, s: u32) -> Result<SocketAddress> {
+        Ok(wit_addr(self.provider.wsp_get_sock_name(s)?))
+    }
+
+    async fn wsp_get_peer_name(&mut self, s: u32) -> Result<SocketAddress> {
+        Ok(wit_addr(self.provider.wsp_get_peer_name(s)?))
+    }
+
+    async fn wsp_enum_protocols(&mut self, protocols: Option<Vec<i32>>) -> Vec<ProtocolInfo> {
+        catalog::enumerate(protocols.as_deref())
+            .map(protocol_info)
+            .collect()
+    }
+
+    async fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32> {
+        Ok(self.provider.wsp_get_overlapped_result(s, token)?)
+    }
+
+    async fn last_denial(&mut self) -> Option<String> {
+        self.provider.last_denial().map(ToString::to_string)
+    }
+}

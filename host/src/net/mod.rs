@@ -1,0 +1,10 @@
+//! Mechanism: real sockets on tokio and socket2, one [`Provider`] per
+//! guest. No WebAssembly types appear here (DESIGN §2).
+
+pub mod catalog;
+pub mod provider;
+pub mod socket;
+mod sys;
+
+pub use provider::{IoctlCommand, IoctlReply, OptName, OptValue, Provider, ShutdownHow};
+pub use socket::MsgFlags;

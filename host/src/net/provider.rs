@@ -1,0 +1,555 @@
+//! The provider of one guest: its socket table and every WSP call as a
+//! Rust method, with the capability checks made before any system call.
+//!
+//! This is the mechanism the WIT glue calls; it never sees Wasmtime types.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
+use super::socket::{MsgFlags, Socket, wildcard};
+use crate::error::WsaError;
+use crate::policy::{Denial, NetUse, Policy, canonical};
+
+/// Direction of `WSPShutdown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownHow {
+    /// SD_RECEIVE.
+    Receive,
+    /// SD_SEND.
+    Send,
+    /// SD_BOTH.
+    Both,
+}
+
+/// A `WSPIoctl` command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoctlCommand {
+    /// FIONBIO: `true` makes the socket non-blocking.
+    NonBlocking(bool),
+    /// FIONREAD.
+    BytesReadable,
+    /// SIOCATMARK.
+    AtMark,
+}
+
+/// The answer of a `WSPIoctl` command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoctlReply {
+    /// Nothing to return.
+    None,
+    /// A byte count.
+    Bytes(u32),
+    /// A truth value.
+    Flag(bool),
+}
+
+/// A socket option name (`WSPGetSockOpt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptName {
+    /// SO_BROADCAST.
+    Broadcast,
+    /// SO_OOBINLINE.
+    OobInline,
+    /// SO_REUSEADDR.
+    ReuseAddress,
+    /// SO_KEEPALIVE.
+    KeepAlive,
+    /// TCP_NODELAY.
+    TcpNoDelay,
+    /// SO_LINGER.
+    Linger,
+    /// SO_RCVBUF.
+    ReceiveBuffer,
+    /// SO_SNDBUF.
+    SendBuffer,
+    /// SO_MAX_MSG_SIZE.
+    MaxMessageSize,
+    /// SO_ERROR.
+    Error,
+    /// SO_TYPE.
+    SocketType,
+    /// SO_ACCEPTCONN.
+    AcceptConn,
+    /// SO_PROTOCOL_INFO.
+    ProtocolInfo,
+}
+
+/// A socket option with its value (`WSPGetSockOpt` / `WSPSetSockOpt`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptValue {
+    /// SO_BROADCAST.
+    Broadcast(bool),
+    /// SO_OOBINLINE.
+    OobInline(bool),
+    /// SO_REUSEADDR.
+    ReuseAddress(bool),
+    /// SO_KEEPALIVE.
+    KeepAlive(bool),
+    /// TCP_NODELAY.
+    TcpNoDelay(bool),
+    /// SO_LINGER in seconds.
+    Linger(Option<u16>),
+    /// SO_RCVBUF.
+    ReceiveBuffer(u32),
+    /// SO_SNDBUF.
+    SendBuffer(u32),
+    /// SO_MAX_MSG_SIZE (read-only).
+    MaxMessageSize(u32),
+    /// SO_ERROR (read-only).
+    Error(Option<WsaError>),
+    /// SO_TYPE (read-only).
+    SocketType(i32),
+    /// SO_ACCEPTCONN (read-only).
+    AcceptConn(bool),
+    /// SO_PROTOCOL_INFO (read-only).
+    ProtocolInfo(&'static ProtocolEntry),
+}
+
+/// The capability checks of one guest: the policy, and the last denial it
+/// caused (for `last-denial` and the operator's log).
+struct Guard {
+    policy: Arc<Policy>,
+    last_denial: Option<Denial>,
+    label: Arc<str>,
+}
+
+impl Guard {
+    fn deny(&mut self, denial: Denial) -> WsaError {
+        tracing::warn!(guest = %self.label, "denied: {denial}");
+        self.last_denial = Some(denial);
+        WsaError::Acces
+    }
+
+    fn check(&mut self, net_use: NetUse, addr: SocketAddr) -> Result<(), WsaError> {
+        self.policy
+            .check(net_use, addr)
+            .map_err(|denial| self.deny(denial))
+    }
+
+    /// Checks an implicit bind (to the wildcard address, port 0) and binds.
+    fn implicit_bind(&mut self, sock: &mut Socket) -> Result<(), WsaError> {
+        if sock.bound_addr().is_some() {
+            return Ok(());
+        }
+        let any = wildcard(sock.entry.family);
+        self.check(NetUse::Bind, any)?;
+        sock.bind(any)
+    }
+
+    /// SPEC SE-6: a broadcast destination needs SO_BROADCAST, then the
+    /// policy's `broadcast` grant.
+    fn check_broadcast(&mut self, sock: &Socket, to: SocketAddr) -> Result<(), WsaError> {
+        if !is_broadcast(&to) {
+            return Ok(());
+        }
+        if !sock.sock_ref().broadcast().unwrap_or(false) {
+            return Err(WsaError::Acces);
+        }
+        self.check(NetUse::Broadcast, to)
+    }
+}
+
+fn is_broadcast(addr: &SocketAddr) -> bool {
+    matches!(canonical(*addr).ip(), IpAddr::V4(v4) if v4.is_broadcast())
+}
+
+/// The sockets of one guest and the WSP calls on them.
+pub struct Provider {
+    guard: Guard,
+    sockets: HashMap<u32, Socket>,
+    next_descriptor: u32,
+}
+
+impl Provider {
+    /// A provider with no sockets, under `policy`; `label` names the guest
+    /// in log lines.
+    pub fn new(policy: Arc<Policy>, label: impl Into<Arc<str>>) -> Self {
+        Self {
+            guard: Guard {
+                policy,
+                last_denial: None,
+                label: label.into(),
+            },
+            sockets: HashMap::new(),
+            next_descriptor: 1,
+        }
+    }
+
+    /// The policy this provider enforces.
+    pub fn policy(&self) -> &Policy {
+        &self.guard.policy
+    }
+
+    /// The most recent denial, naming the missing grant.
+    pub fn last_denial(&self) -> Option<&Denial> {
+        self.guard.last_denial.as_ref()
+    }
+
+    /// Number of open sockets.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.len()
+    }
+
+    fn socket(&mut self, s: u32) -> Result<&mut Socket, WsaError> {
+        self.sockets.get_mut(&s).ok_or(WsaError::NotSock)
+    }
+
+    fn has_room(&self) -> Result<(), WsaError> {
+        if self.sockets.len() >= self.guard.policy.limits().max_sockets as usize {
+            Err(WsaError::Mfile)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn insert(&mut self, socket: Socket) -> u32 {
+        loop {
+            let s = self.next_descriptor;
+            self.next_descriptor = match s.wrapping_add(1) {
+                0 | u32::MAX => 1,
+                next => next,
+            };
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.sockets.entry(s) {
+                slot.insert(socket);
+                return s;
+            }
+        }
+    }
+
+    fn recv_cap(&self, max_len: u32) -> usize {
+        max_len.min(self.guard.policy.limits().max_recv_len) as usize
+    }
+
+    /// WSPSocket (SPEC SO-1..SO-9).
+    pub fn wsp_socket(&mut self, req: &SocketRequest) -> Result<u32, WsaError> {
+        let entry = catalog::resolve(req)?;
+        if let Err(denial) = self.guard.policy.check_protocol(entry.transport) {
+            return Err(self.guard.deny(denial));
+        }
+        self.has_room()?;
+        let socket = Socket::create(entry, req.flags)?;
+        Ok(self.insert(socket))
+    }
+
+    /// WSPBind, under the `bind` grants.
+    pub fn wsp_bind(&mut self, s: u32, addr: SocketAddr) -> Result<(), WsaError> {
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        sock.check_family(&addr)?;
+        guard.check(NetUse::Bind, addr)?;
+        sock.bind(addr)
+    }
+
+    /// WSPListen, under the `listen` grants for the bound address.
+    pub fn wsp_listen(&mut self, s: u32, backlog: u32) -> Result<(), WsaError> {
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        if sock.entry.kind != SocketKind::Stream {
+            return Err(WsaError::OpNotSupp);
+        }
+        let local = sock.bound_addr().ok_or(WsaError::Inval)?;
+        guard.check(NetUse::Listen, local)?;
+        sock.listen(backlog.min(crate::policy::MAX_BACKLOG))
+    }
+
+    /// WSPAccept: peers outside the `accept` grants are reset and never
+    /// reach the guest; `WSAEMFILE` leaves the connection pending.
+    pub async fn wsp_accept(&mut self, s: u32) -> Result<(u32, SocketAddr), WsaError> {
+        let max = self.guard.policy.limits().max_sockets as usize;
+        let Self { guard, sockets, .. } = self;
+        let listener = sockets.get(&s).ok_or(WsaError::NotSock)?;
+        if !listener.is_listening() {
+            return Err(WsaError::Inval);
+        }
+        if sockets.len() >= max {
+            return Err(WsaError::Mfile);
+        }
+        let accepted = loop {
+            let (native, peer) = match listener.try_accept_native() {
+                Err(WsaError::WouldBlock) if listener.blocking() => listener.accept_wait().await?,
+                other => other?,
+            };
+            match guard.check(NetUse::Accept, peer) {
+                Ok(()) => break listener.accepted(native)?,
+                Err(_) => {
+                    // Reset the refused peer: linger 0, then close.
+                    let _ = native.set_linger(Some(std::time::Duration::ZERO));
+                    drop(native);
+                }
+            }
+        };
+        let peer = accepted.peer_addr().ok_or(WsaError::NotConn)?;
+        Ok((self.insert(accepted), peer))
+    }
+
+    /// WSPConnect, under the `connect` grants (and the implicit bind's).
+    pub async fn wsp_connect(&mut self, s: u32, addr: SocketAddr) -> Result<(), WsaError> {
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        sock.check_family(&addr)?;
+        if addr.ip().is_unspecified() || addr.port() == 0 {
+            return Err(WsaError::AddrNotAvail);
+        }
+        if sock.is_listening() {
+            return Err(WsaError::Inval);
+        }
+        if sock.entry.kind == SocketKind::Datagram {
+            guard.check_broadcast(sock, addr)?;
+        }
+        guard.check(NetUse::Connect, addr)?;
+        guard.implicit_bind(sock)?;
+        sock.connect(addr).await
+    }
+
+    /// WSPSend (SPEC SE-1..SE-8).
+    pub async fn wsp_send(
+        &mut self,
+        s: u32,
+        buffers: &[Vec<u8>],
+        flags: MsgFlags,
+        overlapped: Option<u64>,
+    ) -> Result<u32, WsaError> {
+        let sock = self.socket(s)?;
+        sock.check_send(flags)?;
+        sock.check_overlapped(overlapped)?;
+        let result = match sock.entry.kind {
+            SocketKind::Stream => sock.send_stream(buffers, flags).await,
+            SocketKind::Datagram => {
+                if sock.peer_addr().is_none() {
+                    return Err(WsaError::NotConn);
+                }
+                sock.send_datagram(buffers, None).await
+            }
+        };
+        sock.complete_overlapped(overlapped, result);
+        result
+    }
+
+    /// WSPSendTo: datagrams under the `send-to` (and `broadcast`) grants;
+    /// on a stream socket `to` is ignored, as in Winsock.
+    pub async fn wsp_send_to(
+        &mut self,
+        s: u32,
+        buffers: &[Vec<u8>],
+        flags: MsgFlags,
+        to: SocketAddr,
+        overlapped: Option<u64>,
+    ) -> Result<u32, WsaError> {
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        sock.check_send(flags)?;
+        sock.check_overlapped(overlapped)?;
+        let result = match sock.entry.kind {
+            SocketKind::Stream => sock.send_stream(buffers, flags).await,
+            SocketKind::Datagram => {
+                sock.check_family(&to)?;
+                if to.ip().is_unspecified() || to.port() == 0 {
+                    return Err(WsaError::AddrNotAvail);
+                }
+                let total: usize = buffers.iter().map(Vec::len).sum();
+                if total > sock.entry.max_msg_size as usize {
+                    return Err(WsaError::MsgSize);
+                }
+                guard.check_broadcast(sock, to)?;
+                guard.check(NetUse::SendTo, to)?;
+                guard.implicit_bind(sock)?;
+                sock.send_datagram(buffers, Some(to)).await
+            }
+        };
+        sock.complete_overlapped(overlapped, result);
+        result
+    }
+
+    /// WSPRecv: stream bytes, or one datagram from a peer the policy lets
+    /// through (`recv-from` grants, or the connected peer).
+    pub async fn wsp_recv(
+        &mut self,
+        s: u32,
+        max_len: u32,
+        flags: MsgFlags,
+    ) -> Result<Vec<u8>, WsaError> {
+        let cap = self.recv_cap(max_len);
+        let sock = self.socket(s)?;
+        sock.check_recv(flags)?;
+        match sock.entry.kind {
+            SocketKind::Stream => sock.recv_stream(cap, flags).await,
+            SocketKind::Datagram => Ok(self.recv_datagram(s, cap, flags).await?.0),
+        }
+    }
+
+    /// WSPRecvFrom.
+    pub async fn wsp_recv_from(
+        &mut self,
+        s: u32,
+        max_len: u32,
+        flags: MsgFlags,
+    ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
+        let cap = self.recv_cap(max_len);
+        let sock = self.socket(s)?;
+        sock.check_recv(flags)?;
+        match sock.entry.kind {
+            SocketKind::Stream => {
+                let peer = sock.peer_addr().ok_or(WsaError::NotConn)?;
+                Ok((sock.recv_stream(cap, flags).await?, peer))
+            }
+            SocketKind::Datagram => self.recv_datagram(s, cap, flags).await,
+        }
+    }
+
+    /// One datagram that passes the peer filter: datagrams from peers the
+    /// policy refuses are dropped before the guest sees them.
+    async fn recv_datagram(
+        &mut self,
+        s: u32,
+        cap: usize,
+        flags: MsgFlags,
+    ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        if sock.bound_addr().is_none() {
+            return Err(WsaError::Inval);
+        }
+        let connected = sock.peer_addr();
+        loop {
+            let (data, from) = sock.recv_datagram(cap, flags).await?;
+            if connected.is_some() || guard.check(NetUse::RecvFrom, from).is_ok() {
+                return Ok((data, from));
+            }
+            if flags.contains(MsgFlags::PEEK) {
+                sock.discard_datagram();
+            }
+        }
+    }
+
+    /// WSPShutdown.
+    pub fn wsp_shutdown(&mut self, s: u32, how: ShutdownHow) -> Result<(), WsaError> {
+        let (send, recv) = match how {
+            ShutdownHow::Receive => (false, true),
+            ShutdownHow::Send => (true, false),
+            ShutdownHow::Both => (true, true),
+        };
+        self.socket(s)?.shutdown(send, recv)
+    }
+
+    /// WSPCloseSocket: the descriptor is gone at once; the native socket
+    /// closes as its SO_LINGER says.
+    pub fn wsp_close_socket(&mut self, s: u32) -> Result<(), WsaError> {
+        self.sockets.remove(&s).map(drop).ok_or(WsaError::NotSock)
+    }
+
+    /// WSPIoctl.
+    pub fn wsp_ioctl(&mut self, s: u32, command: IoctlCommand) -> Result<IoctlReply, WsaError> {
+        let sock = self.socket(s)?;
+        match command {
+            IoctlCommand::NonBlocking(on) => {
+                sock.nonblocking = on;
+                Ok(IoctlReply::None)
+            }
+            IoctlCommand::BytesReadable => sock.bytes_readable().map(IoctlReply::Bytes),
+            IoctlCommand::AtMark => sock.at_mark().map(IoctlReply::Flag),
+        }
+    }
+
+    /// WSPGetSockOpt.
+    pub fn wsp_get_sock_opt(&mut self, s: u32, name: OptName) -> Result<OptValue, WsaError> {
+        let sock = self.socket(s)?;
+        let stream_only = || {
+            if sock.entry.kind == SocketKind::Stream {
+                Ok(())
+            } else {
+                Err(WsaError::NoProtoOpt)
+            }
+        };
+        let r = sock.sock_ref();
+        Ok(match name {
+            OptName::Broadcast => {
+                if sock.entry.kind == SocketKind::Stream {
+                    return Err(WsaError::NoProtoOpt);
+                }
+                OptValue::Broadcast(r.broadcast()?)
+            }
+            OptName::OobInline => {
+                stream_only()?;
+                OptValue::OobInline(r.out_of_band_inline()?)
+            }
+            OptName::ReuseAddress => OptValue::ReuseAddress(r.reuse_address()?),
+            OptName::KeepAlive => {
+                stream_only()?;
+                OptValue::KeepAlive(r.keepalive()?)
+            }
+            OptName::TcpNoDelay => {
+                stream_only()?;
+                OptValue::TcpNoDelay(r.tcp_nodelay()?)
+            }
+            OptName::Linger => {
+                stream_only()?;
+                let secs = r
+                    .linger()?
+                    .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
+                OptValue::Linger(secs)
+            }
+            OptName::ReceiveBuffer => OptValue::ReceiveBuffer(size_u32(r.recv_buffer_size()?)),
+            OptName::SendBuffer => OptValue::SendBuffer(size_u32(r.send_buffer_size()?)),
+            OptName::MaxMessageSize => OptValue::MaxMessageSize(sock.entry.max_msg_size),
+            OptName::Error => {
+                drop(r);
+                OptValue::Error(sock.take_error())
+            }
+            OptName::SocketType => OptValue::SocketType(sock.entry.kind.socket_type()),
+            OptName::AcceptConn => OptValue::AcceptConn(sock.is_listening()),
+            OptName::ProtocolInfo => OptValue::ProtocolInfo(sock.entry),
+        })
+    }
+
+    /// WSPSetSockOpt; read-only options are `WSAENOPROTOOPT`.
+    pub fn wsp_set_sock_opt(&mut self, s: u32, value: &OptValue) -> Result<(), WsaError> {
+        let sock = self.socket(s)?;
+        let is_stream = sock.entry.kind == SocketKind::Stream;
+        let r = sock.sock_ref();
+        match *value {
+            OptValue::Broadcast(on) if !is_stream => r.set_broadcast(on)?,
+            OptValue::OobInline(on) if is_stream => r.set_out_of_band_inline(on)?,
+            OptValue::ReuseAddress(on) => r.set_reuse_address(on)?,
+            OptValue::KeepAlive(on) if is_stream => r.set_keepalive(on)?,
+            OptValue::TcpNoDelay(on) if is_stream => r.set_tcp_nodelay(on)?,
+            OptValue::Linger(secs) if is_stream => sock.set_linger(secs)?,
+            OptValue::ReceiveBuffer(n) => r.set_recv_buffer_size(n as usize)?,
+            OptValue::SendBuffer(n) => r.set_send_buffer_size(n as usize)?,
+            _ => return Err(WsaError::NoProtoOpt),
+        }
+        Ok(())
+    }
+
+    /// WSPSetSockOpt of a read-only option (SO_MAX_MSG_SIZE, SO_ERROR,
+    /// SO_TYPE, SO_ACCEPTCONN, SO_PROTOCOL_INFO): `WSAENOPROTOOPT`, or
+    /// `WSAENOTSOCK` for a bad descriptor.
+    pub fn wsp_set_read_only_opt(&mut self, s: u32) -> WsaError {
+        match self.socket(s) {
+            Ok(_) => WsaError::NoProtoOpt,
+            Err(e) => e,
+        }
+    }
+
+    /// WSPGetSockName: `WSAEINVAL` while unbound, as in Winsock.
+    pub fn wsp_get_sock_name(&mut self, s: u32) -> Result<SocketAddr, WsaError> {
+        self.socket(s)?.bound_addr().ok_or(WsaError::Inval)
+    }
+
+    /// WSPGetPeerName.
+    pub fn wsp_get_peer_name(&mut self, s: u32) -> Result<SocketAddr, WsaError> {
+        let sock = self.socket(s)?;
+        sock.refresh_connect();
+        sock.peer_addr().ok_or(WsaError::NotConn)
+    }
+
+    /// WSPGetOverlappedResult (SPEC SE-7).
+    pub fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32, WsaError> {
+        self.socket(s)?.overlapped_result(token)
+    }
+}
+
+fn size_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,630 @@
+//! One guest socket on the host: its native socket in the state it has
+//! reached, its Winsock mode (blocking or not, overlapped or not) and the
+//! bookkeeping Winsock requires (shutdown directions, SO_ERROR, overlapped
+//! results).
+//!
+//! Every I/O call first tries the system call itself (so a non-blocking
+//! call sees exactly what the kernel has, DESIGN §5 "sockets start not
+//! ready"), and only a blocking call that would block waits on tokio's
+//! readiness; a blocking call therefore suspends only its own guest.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use bitflags::bitflags;
+use socket2::{Domain, SockAddr, SockRef, Type};
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
+use super::sys;
+use crate::error::WsaError;
+
+/// Most overlapped results one socket keeps for `wsp-get-overlapped-result`.
+pub const MAX_OVERLAPPED_RESULTS: usize = 1024;
+
+bitflags! {
+    /// `MSG_*` flags of the send and receive calls (SPEC SE-5).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+    pub struct MsgFlags: u32 {
+        /// MSG_OOB.
+        const OOB = 1 << 0;
+        /// MSG_PEEK.
+        const PEEK = 1 << 1;
+        /// MSG_DONTROUTE (ignored, as Winsock allows).
+        const DONT_ROUTE = 1 << 2;
+        /// MSG_PARTIAL (unsupported: WSAEOPNOTSUPP).
+        const PARTIAL = 1 << 3;
+        /// MSG_WAITALL.
+        const WAIT_ALL = 1 << 4;
+    }
+}
+
+/// Where a socket is in its life.
+pub(crate) enum State {
+    /// A stream socket that is neither connected nor listening (maybe bound).
+    Idle(socket2::Socket),
+    /// A stream socket whose non-blocking connect has not finished.
+    Connecting(TcpStream),
+    /// A connected stream socket.
+    Connected(TcpStream),
+    /// A listening stream socket.
+    Listening(TcpListener),
+    /// A datagram socket (bound or not, connected or not).
+    Datagram(UdpSocket),
+    /// Only while a call moves the socket from one state to the next.
+    Moving,
+}
+
+/// A guest's socket.
+pub struct Socket {
+    /// The catalogue entry it was created from.
+    pub entry: &'static ProtocolEntry,
+    /// The `WSPSocket` flags.
+    pub flags: SocketFlags,
+    /// Winsock blocking mode (FIONBIO); the native socket is always
+    /// non-blocking.
+    pub nonblocking: bool,
+    pub(crate) state: State,
+    send_shut: bool,
+    recv_shut: bool,
+    pending_error: Option<WsaError>,
+    overlapped: HashMap<u64, Result<u32, WsaError>>,
+}
+
+fn domain(family: Family) -> Domain {
+    match family {
+        Family::V4 => Domain::IPV4,
+        Family::V6 => Domain::IPV6,
+    }
+}
+
+/// The unspecified address of a family, port 0: what an implicit bind uses.
+pub fn wildcard(family: Family) -> SocketAddr {
+    match family {
+        Family::V4 => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+fn to_socket_addr(addr: &SockAddr) -> Result<SocketAddr, WsaError> {
+    addr.as_socket().ok_or(WsaError::AfNoSupport)
+}
+
+fn is_wouldblock(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Runs `op` now; if it would block and the socket is blocking, waits for
+/// readiness on `io` and retries.
+macro_rules! run_io {
+    ($io:expr, $blocking:expr, $interest:expr, $op:expr) => {{
+        #[allow(unused_mut)]
+        let mut op = $op;
+        match op() {
+            Err(e) if $blocking && is_wouldblock(&e) => $io.async_io($interest, op).await,
+            other => other,
+        }
+    }};
+}
+
+impl Socket {
+    /// Creates the native socket for `entry` (SPEC SO-1). IPv6 sockets are
+    /// IPv6-only, as on Windows.
+    pub fn create(entry: &'static ProtocolEntry, flags: SocketFlags) -> Result<Self, WsaError> {
+        let ty = match entry.kind {
+            SocketKind::Stream => Type::STREAM,
+            SocketKind::Datagram => Type::DGRAM,
+        };
+        let native = socket2::Socket::new(domain(entry.family), ty, None)?;
+        native.set_nonblocking(true)?;
+        if entry.family == Family::V6 {
+            native.set_only_v6(true)?;
+        }
+        let state = match entry.kind {
+            SocketKind::Stream => State::Idle(native),
+            SocketKind::Datagram => State::Datagram(UdpSocket::from_std(native.into())?),
+        };
+        Ok(Self::with_state(entry, flags, false, state))
+    }
+
+    fn with_state(
+        entry: &'static ProtocolEntry,
+        flags: SocketFlags,
+        nonblocking: bool,
+        state: State,
+    ) -> Self {
+        Self {
+            entry,
+            flags,
+            nonblocking,
+            state,
+            send_shut: false,
+            recv_shut: false,
+            pending_error: None,
+            overlapped: HashMap::new(),
+        }
+    }
+
+    /// Whether calls block (the Winsock mode, not the native one).
+    pub fn blocking(&self) -> bool {
+        !self.nonblocking
+    }
+
+    /// A borrowed view of the native socket for options and system calls.
+    pub fn sock_ref(&self) -> SockRef<'_> {
+        match &self.state {
+            State::Idle(s) => SockRef::from(s),
+            State::Connecting(s) | State::Connected(s) => SockRef::from(s),
+            State::Listening(s) => SockRef::from(s),
+            State::Datagram(s) => SockRef::from(s),
+            State::Moving => unreachable!("socket observed between states"),
+        }
+    }
+
+    /// The address family's check: an address of the other family is
+    /// `WSAEAFNOSUPPORT`.
+    pub fn check_family(&self, addr: &SocketAddr) -> Result<(), WsaError> {
+        let family = match addr {
+            SocketAddr::V4(_) => Family::V4,
+            SocketAddr::V6(_) => Family::V6,
+        };
+        if family == self.entry.family {
+            Ok(())
+        } else {
+            Err(WsaError::AfNoSupport)
+        }
+    }
+
+    /// The bound local address, or `None` while unbound.
+    pub fn bound_addr(&self) -> Option<SocketAddr> {
+        let addr = self.sock_ref().local_addr().ok()?.as_socket()?;
+        (addr.port() != 0).then_some(addr)
+    }
+
+    /// Binds the native socket (the policy has been checked by the caller).
+    pub fn bind(&mut self, addr: SocketAddr) -> Result<(), WsaError> {
+        self.check_family(&addr)?;
+        if self.bound_addr().is_some() {
+            return Err(WsaError::Inval);
+        }
+        if !matches!(self.state, State::Idle(_) | State::Datagram(_)) {
+            return Err(WsaError::Inval);
+        }
+        self.sock_ref().bind(&addr.into())?;
+        Ok(())
+    }
+
+    /// Starts listening; the socket must be a bound, idle stream socket.
+    pub fn listen(&mut self, backlog: u32) -> Result<(), WsaError> {
+        match &self.state {
+            State::Idle(_) if self.bound_addr().is_some() => {}
+            State::Listening(_) => return Ok(()),
+            State::Connecting(_) | State::Connected(_) => return Err(WsaError::IsConn),
+            State::Datagram(_) => return Err(WsaError::OpNotSupp),
+            _ => return Err(WsaError::Inval),
+        }
+        let State::Idle(native) = std::mem::replace(&mut self.state, State::Moving) else {
+            unreachable!()
+        };
+        let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        if let Err(e) = native.listen(backlog) {
+            self.state = State::Idle(native);
+            return Err(e.into());
+        }
+        let std_listener: std::net::TcpListener = native.into();
+        match TcpListener::from_std(std_listener) {
+            Ok(listener) => {
+                self.state = State::Listening(listener);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Takes one pending connection if there is one now (non-blocking).
+    pub fn try_accept_native(&self) -> Result<(socket2::Socket, SocketAddr), WsaError> {
+        let State::Listening(listener) = &self.state else {
+            return Err(WsaError::Inval);
+        };
+        let (native, addr) = SockRef::from(listener).accept()?;
+        Ok((native, to_socket_addr(&addr)?))
+    }
+
+    /// Waits for one connection on a listening socket.
+    pub async fn accept_wait(&self) -> Result<(socket2::Socket, SocketAddr), WsaError> {
+        let State::Listening(listener) = &self.state else {
+            return Err(WsaError::Inval);
+        };
+        let (stream, addr) = listener.accept().await?;
+        let std_stream = stream.into_std()?;
+        Ok((socket2::Socket::from(std_stream), addr))
+    }
+
+    /// Wraps an accepted native socket in a guest socket that inherits
+    /// this listener's entry, flags and blocking mode.
+    pub fn accepted(&self, native: socket2::Socket) -> Result<Socket, WsaError> {
+        native.set_nonblocking(true)?;
+        let stream = TcpStream::from_std(native.into())?;
+        Ok(Self::with_state(
+            self.entry,
+            self.flags,
+            self.nonblocking,
+            State::Connected(stream),
+        ))
+    }
+
+    /// Brings a non-blocking connect up to date: connected, failed (back to
+    /// idle with SO_ERROR set) or still in progress.
+    pub fn refresh_connect(&mut self) {
+        let State::Connecting(stream) = &self.state else {
+            return;
+        };
+        if let Ok(Some(err)) | Err(err) = stream.take_error() {
+            self.fail_connect(WsaError::from(err));
+        } else if stream.peer_addr().is_ok() {
+            let State::Connecting(stream) = std::mem::replace(&mut self.state, State::Moving)
+            else {
+                unreachable!()
+            };
+            self.state = State::Connected(stream);
+        }
+    }
+
+    fn fail_connect(&mut self, err: WsaError) {
+        let state = std::mem::replace(&mut self.state, State::Moving);
+        self.state = match state {
+            State::Connecting(stream) => match stream.into_std() {
+                Ok(std_stream) => State::Idle(socket2::Socket::from(std_stream)),
+                Err(_) => State::Moving,
+            },
+            other => other,
+        };
+        if matches!(self.state, State::Moving) {
+            // The native socket could not be recovered: make a fresh one.
+            self.state = socket2::Socket::new(domain(self.entry.family), Type::STREAM, None)
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .map(State::Idle)
+                .unwrap_or(State::Moving);
+        }
+        self.pending_error = Some(err);
+    }
+
+    /// Connects a stream socket, or sets a datagram socket's default peer.
+    /// Blocking stream connects wait for the outcome; non-blocking ones
+    /// return `WSAEWOULDBLOCK` and finish in the background.
+    pub async fn connect(&mut self, addr: SocketAddr) -> Result<(), WsaError> {
+        self.check_family(&addr)?;
+        self.refresh_connect();
+        match &self.state {
+            State::Datagram(udp) => {
+                udp.connect(addr).await?;
+                return Ok(());
+            }
+            State::Idle(_) => {}
+            State::Connecting(_) => return Err(WsaError::Already),
+            State::Connected(_) => return Err(WsaError::IsConn),
+            State::Listening(_) | State::Moving => return Err(WsaError::Inval),
+        }
+        let State::Idle(native) = std::mem::replace(&mut self.state, State::Moving) else {
+            unreachable!()
+        };
+        match native.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => {
+                self.state = State::Idle(native);
+                return Err(e.into());
+            }
+        }
+        let stream = TcpStream::from_std(native.into())?;
+        if self.nonblocking {
+            self.state = State::Connecting(stream);
+            return Err(WsaError::WouldBlock);
+        }
+        // Readiness fires on success and on failure alike.
+        let _ = stream.writable().await;
+        self.state = State::Connecting(stream);
+        self.refresh_connect();
+        match &self.state {
+            State::Connected(_) => Ok(()),
+            _ => Err(self.pending_error.take().unwrap_or(WsaError::ConnRefused)),
+        }
+    }
+
+    /// The connected peer, if any.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match &self.state {
+            State::Connected(s) => s.peer_addr().ok(),
+            State::Datagram(s) => s.peer_addr().ok(),
+            _ => None,
+        }
+    }
+
+    /// Checks the `overlapped` argument of a send (SPEC SE-6: WSAEINVAL on
+    /// a socket created without WSA_FLAG_OVERLAPPED).
+    pub fn check_overlapped(&self, token: Option<u64>) -> Result<(), WsaError> {
+        match token {
+            Some(_) if !self.flags.contains(SocketFlags::OVERLAPPED) => Err(WsaError::Inval),
+            Some(t)
+                if self.overlapped.len() >= MAX_OVERLAPPED_RESULTS
+                    && !self.overlapped.contains_key(&t) =>
+            {
+                Err(WsaError::NoBufs)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the completion of an overlapped operation (SPEC SE-7: an
+    /// operation that completes at once has its completion queued too).
+    pub fn complete_overlapped(&mut self, token: Option<u64>, result: Result<u32, WsaError>) {
+        if let Some(token) = token {
+            self.overlapped.insert(token, result);
+        }
+    }
+
+    /// The recorded outcome of an overlapped operation.
+    pub fn overlapped_result(&self, token: u64) -> Result<u32, WsaError> {
+        match self.overlapped.get(&token) {
+            Some(result) => *result,
+            None => Err(WsaError::InvalidHandle),
+        }
+    }
+
+    /// The checks every send makes before touching the socket (SPEC SE-5,
+    /// SE-6).
+    pub fn check_send(&self, flags: MsgFlags) -> Result<(), WsaError> {
+        if flags.contains(MsgFlags::PARTIAL) {
+            return Err(WsaError::OpNotSupp);
+        }
+        if flags.contains(MsgFlags::OOB) && self.entry.kind != SocketKind::Stream {
+            return Err(WsaError::OpNotSupp);
+        }
+        if self.send_shut {
+            return Err(WsaError::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Sends `buffers` in order as one stream write (SPEC SE-1, SE-3):
+    /// blocking sockets send everything, non-blocking ones what fits.
+    pub async fn send_stream(
+        &mut self,
+        buffers: &[Vec<u8>],
+        flags: MsgFlags,
+    ) -> Result<u32, WsaError> {
+        self.refresh_connect();
+        let State::Connected(stream) = &self.state else {
+            return Err(WsaError::NotConn);
+        };
+        let total: usize = buffers.iter().map(Vec::len).sum();
+        let total = u32::try_from(total).map_err(|_| WsaError::NoBufs)?;
+        let mut native_flags = libc::MSG_NOSIGNAL;
+        if flags.contains(MsgFlags::OOB) {
+            native_flags |= libc::MSG_OOB;
+        }
+        let blocking = self.blocking();
+        let mut slices: Vec<IoSlice<'_>> = buffers.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest: &mut [IoSlice<'_>] = &mut slices;
+        let mut sent = 0u32;
+        while sent < total {
+            let result = run_io!(stream, blocking, Interest::WRITABLE, || {
+                SockRef::from(stream).send_vectored_with_flags(rest, native_flags)
+            });
+            match result {
+                Ok(n) => {
+                    sent += n as u32;
+                    IoSlice::advance_slices(&mut rest, n);
+                    if !blocking {
+                        break;
+                    }
+                }
+                Err(e) if sent > 0 && is_wouldblock(&e) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if total == 0 {
+            // A zero-byte send still checks the connection.
+            SockRef::from(stream).send_with_flags(&[], native_flags)?;
+        }
+        Ok(sent)
+    }
+
+    /// Sends `buffers` as one datagram to `to`, or to the connected peer
+    /// (SPEC SE-1, SE-4). The caller has checked the policy.
+    pub async fn send_datagram(
+        &mut self,
+        buffers: &[Vec<u8>],
+        to: Option<SocketAddr>,
+    ) -> Result<u32, WsaError> {
+        let State::Datagram(udp) = &self.state else {
+            return Err(WsaError::Inval);
+        };
+        let total: usize = buffers.iter().map(Vec::len).sum();
+        if total > self.entry.max_msg_size as usize {
+            return Err(WsaError::MsgSize);
+        }
+        let slices: Vec<IoSlice<'_>> = buffers.iter().map(|b| IoSlice::new(b)).collect();
+        let native_flags = libc::MSG_NOSIGNAL;
+        let sent = match to {
+            Some(to) => {
+                let to = SockAddr::from(to);
+                run_io!(udp, self.blocking(), Interest::WRITABLE, || {
+                    SockRef::from(udp).send_to_vectored_with_flags(&slices, &to, native_flags)
+                })
+            }
+            None => run_io!(udp, self.blocking(), Interest::WRITABLE, || {
+                SockRef::from(udp).send_vectored_with_flags(&slices, native_flags)
+            }),
+        }?;
+        Ok(sent as u32)
+    }
+
+    /// The checks every receive makes before touching the socket.
+    pub fn check_recv(&self, flags: MsgFlags) -> Result<(), WsaError> {
+        if flags.contains(MsgFlags::PARTIAL) {
+            return Err(WsaError::OpNotSupp);
+        }
+        if flags.contains(MsgFlags::OOB) {
+            if self.entry.kind != SocketKind::Stream {
+                return Err(WsaError::OpNotSupp);
+            }
+            if self.sock_ref().out_of_band_inline().unwrap_or(false) {
+                return Err(WsaError::Inval);
+            }
+        }
+        if self.recv_shut {
+            return Err(WsaError::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Receives up to `max_len` bytes from a connected stream socket; an
+    /// empty result is the peer's graceful close.
+    pub async fn recv_stream(
+        &mut self,
+        max_len: usize,
+        flags: MsgFlags,
+    ) -> Result<Vec<u8>, WsaError> {
+        self.refresh_connect();
+        let State::Connected(stream) = &self.state else {
+            return Err(WsaError::NotConn);
+        };
+        let mut native_flags = 0;
+        let mut interest = Interest::READABLE;
+        if flags.contains(MsgFlags::PEEK) {
+            native_flags |= libc::MSG_PEEK;
+        }
+        if flags.contains(MsgFlags::OOB) {
+            native_flags |= libc::MSG_OOB;
+            interest = Interest::PRIORITY;
+        }
+        let blocking = self.blocking();
+        let wait_all = flags.contains(MsgFlags::WAIT_ALL) && blocking && native_flags == 0;
+        let mut buf = vec![0u8; max_len];
+        let mut filled = 0;
+        loop {
+            let result = run_io!(stream, blocking, interest, || {
+                let sock = SockRef::from(stream);
+                sys::recv(&sock, &mut buf[filled..], native_flags)
+            });
+            match result {
+                Ok(0) => break,
+                Ok(n) => {
+                    filled += n;
+                    if !wait_all || filled == max_len {
+                        break;
+                    }
+                }
+                // Linux reports "no urgent data" as EINVAL.
+                Err(e)
+                    if native_flags & libc::MSG_OOB != 0
+                        && e.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    return Err(WsaError::WouldBlock);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
+    /// Receives one datagram of at most `max_len` bytes and its sender.
+    /// A larger datagram is consumed and reported as `WSAEMSGSIZE`.
+    pub async fn recv_datagram(
+        &mut self,
+        max_len: usize,
+        flags: MsgFlags,
+    ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
+        let State::Datagram(udp) = &self.state else {
+            return Err(WsaError::Inval);
+        };
+        let mut native_flags = libc::MSG_TRUNC;
+        if flags.contains(MsgFlags::PEEK) {
+            native_flags |= libc::MSG_PEEK;
+        }
+        let mut buf = vec![0u8; max_len];
+        let (n, from) = run_io!(udp, self.blocking(), Interest::READABLE, || {
+            sys::recv_from(&SockRef::from(udp), &mut buf, native_flags)
+        })?;
+        if n > max_len {
+            return Err(WsaError::MsgSize);
+        }
+        buf.truncate(n);
+        Ok((buf, to_socket_addr(&from)?))
+    }
+
+    /// Drops the next datagram (one refused by the policy's peer filter).
+    pub fn discard_datagram(&self) {
+        if let State::Datagram(udp) = &self.state {
+            let _ = sys::recv(&SockRef::from(udp), &mut [], libc::MSG_TRUNC);
+        }
+    }
+
+    /// Disables sends, receives or both (WSPShutdown).
+    pub fn shutdown(&mut self, send: bool, recv: bool) -> Result<(), WsaError> {
+        self.refresh_connect();
+        if let State::Connected(stream) = &self.state {
+            let how = match (send, recv) {
+                (true, true) => std::net::Shutdown::Both,
+                (true, false) => std::net::Shutdown::Write,
+                _ => std::net::Shutdown::Read,
+            };
+            SockRef::from(stream).shutdown(how)?;
+        } else if self.entry.kind == SocketKind::Stream {
+            return Err(WsaError::NotConn);
+        }
+        self.send_shut |= send;
+        self.recv_shut |= recv;
+        Ok(())
+    }
+
+    /// Takes SO_ERROR: the error left by a failed non-blocking connect, or
+    /// the native socket's pending error.
+    pub fn take_error(&mut self) -> Option<WsaError> {
+        self.refresh_connect();
+        if let Some(err) = self.pending_error.take() {
+            return Some(err);
+        }
+        match self.sock_ref().take_error() {
+            Ok(Some(err)) | Err(err) => Some(err.into()),
+            Ok(None) => None,
+        }
+    }
+
+    /// Whether the socket is listening (SO_ACCEPTCONN).
+    pub fn is_listening(&self) -> bool {
+        matches!(self.state, State::Listening(_))
+    }
+
+    /// Bytes one receive would return now (FIONREAD).
+    pub fn bytes_readable(&self) -> Result<u32, WsaError> {
+        let n = rustix::io::ioctl_fionread(self.sock_ref().as_fd()).map_err(io::Error::from)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// SIOCATMARK: `true` when no urgent data waits to be read.
+    pub fn at_mark(&self) -> Result<bool, WsaError> {
+        if self.entry.kind != SocketKind::Stream {
+            return Err(WsaError::Inval);
+        }
+        let mut probe = [0u8; 1];
+        match sys::recv(&self.sock_ref(), &mut probe, libc::MSG_OOB | libc::MSG_PEEK) {
+            Ok(_) => Ok(false),
+            Err(e) if is_wouldblock(&e) => Ok(false),
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// Sets SO_LINGER (seconds), as `wsp-set-sock-opt` does.
+    pub fn set_linger(&self, seconds: Option<u16>) -> Result<(), WsaError> {
+        let linger = seconds.map(|s| Duration::from_secs(u64::from(s)));
+        self.sock_ref().set_linger(linger)?;
+        Ok(())
+    }
+}

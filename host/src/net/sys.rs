@@ -1,0 +1,28 @@
+//! The few socket system calls that take caller-initialised buffers.
+//!
+//! socket2 receives into `&mut [MaybeUninit<u8>]`; the host always has an
+//! initialised `&mut [u8]`, which is a valid `MaybeUninit<u8>` slice as
+//! long as nothing writes uninitialised bytes into it, and the kernel only
+//! writes received bytes.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::MaybeUninit;
+
+use socket2::{SockAddr, Socket};
+
+fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the slice is
+    // initialised and the callee only stores initialised bytes in it.
+    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+/// `recv(2)` with `flags` into an initialised buffer.
+pub fn recv(socket: &Socket, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    socket.recv_with_flags(as_uninit(buf), flags)
+}
+
+/// `recvfrom(2)` with `flags` into an initialised buffer.
+pub fn recv_from(socket: &Socket, buf: &mut [u8], flags: i32) -> io::Result<(usize, SockAddr)> {
+    socket.recv_from_with_flags(as_uninit(buf), flags)
+}

@@ -1,0 +1,402 @@
+//! Capability policy: what a guest may do on the network.
+//!
+//! Pure data and decisions, no sockets and no runtime (DESIGN §2, §4).
+//! Everything is denied unless a grant allows it. A grant is a CIDR block
+//! and a port range for one [`NetUse`]; the glue asks [`Policy::check`]
+//! before any system call, and a [`Denial`] names the grant that was
+//! missing (for the operator's log and `last-denial`), while the guest
+//! only sees `WSAEACCES`.
+
+mod file;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+
+use cap_primitives::net::Pool;
+use ipnet::IpNet;
+
+pub use file::PolicyError;
+
+/// Default for [`Limits::max_sockets`].
+pub const DEFAULT_MAX_SOCKETS: u32 = 64;
+/// Default for [`Limits::max_recv_len`]: the largest buffer one receive call
+/// may ask the host to allocate.
+pub const DEFAULT_MAX_RECV_LEN: u32 = 1 << 20;
+/// Largest `backlog` a guest may pass to `wsp-listen`; larger values are
+/// clamped, as Winsock clamps to SOMAXCONN.
+pub const MAX_BACKLOG: u32 = 1024;
+
+/// One use of the network that a grant can authorise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NetUse {
+    /// Binding a local address (`wsp-bind`, and implicit binds checked
+    /// with the wildcard address and port 0).
+    Bind,
+    /// Listening on a local address (`wsp-listen`).
+    Listen,
+    /// Accepting a connection from a peer (`wsp-accept`): the peer filter.
+    Accept,
+    /// Connecting to a remote address (`wsp-connect`).
+    Connect,
+    /// Sending a datagram to a remote address (`wsp-send-to`).
+    SendTo,
+    /// Receiving a datagram from a peer (`wsp-recv-from`): the peer filter.
+    RecvFrom,
+    /// Sending to a broadcast address (with SO_BROADCAST set).
+    Broadcast,
+}
+
+impl NetUse {
+    /// Every use, in the order the policy file lists them.
+    pub const ALL: [NetUse; 7] = [
+        NetUse::Bind,
+        NetUse::Listen,
+        NetUse::Accept,
+        NetUse::Connect,
+        NetUse::SendTo,
+        NetUse::RecvFrom,
+        NetUse::Broadcast,
+    ];
+
+    /// The name of the use in the policy file (`send-to`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            NetUse::Bind => "bind",
+            NetUse::Listen => "listen",
+            NetUse::Accept => "accept",
+            NetUse::Connect => "connect",
+            NetUse::SendTo => "send-to",
+            NetUse::RecvFrom => "recv-from",
+            NetUse::Broadcast => "broadcast",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for NetUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A transport protocol the policy can allow (`protocols` in the file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// TCP (stream sockets).
+    Tcp,
+    /// UDP (datagram sockets).
+    Udp,
+}
+
+impl Transport {
+    /// The name used in the policy file.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A block of addresses and a port range: the unit of every grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressGrant {
+    /// The address block (a bare address is a /32 or /128).
+    pub net: IpNet,
+    /// The ports allowed, inclusive. Port 0 is an ephemeral-port bind.
+    pub ports: RangeInclusive<u16>,
+}
+
+impl AddressGrant {
+    /// A grant of `net` on every port.
+    pub fn any_port(net: IpNet) -> Self {
+        Self {
+            net,
+            ports: 0..=u16::MAX,
+        }
+    }
+}
+
+impl fmt::Display for AddressGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (lo, hi) = (*self.ports.start(), *self.ports.end());
+        if lo == 0 && hi == u16::MAX {
+            write!(f, "{} ports *", self.net)
+        } else if lo == hi {
+            write!(f, "{} port {lo}", self.net)
+        } else {
+            write!(f, "{} ports {lo}-{hi}", self.net)
+        }
+    }
+}
+
+/// Quotas that bound what one guest can hold (DESIGN §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most sockets open at once; one more is `WSAEMFILE` (SPEC SO-2).
+    pub max_sockets: u32,
+    /// Largest `max-len` of one receive call; larger requests are clamped.
+    pub max_recv_len: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sockets: DEFAULT_MAX_SOCKETS,
+            max_recv_len: DEFAULT_MAX_RECV_LEN,
+        }
+    }
+}
+
+/// Why the policy refused something: the missing grant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// No grant of this use covers the address.
+    #[error("no `{net_use}` grant covers {addr}")]
+    Address {
+        /// The use that was asked for.
+        net_use: NetUse,
+        /// The address, canonical (IPv4-mapped IPv6 shown as IPv4).
+        addr: SocketAddr,
+    },
+    /// The protocol is not in the policy's `protocols` list.
+    #[error("protocol `{0}` is not in the policy's `protocols`")]
+    Protocol(Transport),
+}
+
+/// A guest's capabilities: deny by default, grants per [`NetUse`], an
+/// allow-list of protocols and [`Limits`].
+#[derive(Clone, Default)]
+pub struct Policy {
+    protocols: BTreeSet<Transport>,
+    grants: [Vec<AddressGrant>; 7],
+    pools: [Pool; 7],
+    limits: Limits,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let grants: Vec<_> = NetUse::ALL
+            .iter()
+            .map(|u| (u.name(), &self.grants[u.index()]))
+            .collect();
+        f.debug_struct("Policy")
+            .field("protocols", &self.protocols)
+            .field("grants", &grants)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Policy {
+    /// The policy that allows nothing (no protocol, no address).
+    pub fn deny_all() -> Self {
+        Self::default()
+    }
+
+    /// Starts a policy from nothing, granting what the builder adds.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder {
+            policy: Self::default(),
+        }
+    }
+
+    /// Checks that `use` of `addr` is granted. IPv4-mapped IPv6 addresses
+    /// are checked as the IPv4 address they stand for.
+    pub fn check(&self, net_use: NetUse, addr: SocketAddr) -> Result<(), Denial> {
+        let addr = canonical(addr);
+        self.pools[net_use.index()]
+            .check_addr(&addr)
+            .map_err(|_| Denial::Address { net_use, addr })
+    }
+
+    /// Checks that sockets of `transport` may be created.
+    pub fn check_protocol(&self, transport: Transport) -> Result<(), Denial> {
+        if self.protocols.contains(&transport) {
+            Ok(())
+        } else {
+            Err(Denial::Protocol(transport))
+        }
+    }
+
+    /// The grants of one use, in the order they were added.
+    pub fn grants(&self, net_use: NetUse) -> &[AddressGrant] {
+        &self.grants[net_use.index()]
+    }
+
+    /// The protocols allowed.
+    pub fn protocols(&self) -> impl Iterator<Item = Transport> + '_ {
+        self.protocols.iter().copied()
+    }
+
+    /// The quotas.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// Builds a [`Policy`] in code (the embedder's API; the policy file uses
+/// it too).
+#[derive(Debug)]
+pub struct PolicyBuilder {
+    policy: Policy,
+}
+
+impl PolicyBuilder {
+    /// Allows sockets of `transport`.
+    pub fn allow_protocol(mut self, transport: Transport) -> Self {
+        self.policy.protocols.insert(transport);
+        self
+    }
+
+    /// Grants `use` of the addresses in `net` on the ports in `ports`.
+    pub fn grant(mut self, net_use: NetUse, net: IpNet, ports: RangeInclusive<u16>) -> Self {
+        let grant = AddressGrant { net, ports };
+        let (start, end) = (*grant.ports.start(), *grant.ports.end());
+        // cap-primitives takes an exclusive end; `None` means "to 65535".
+        self.policy.pools[net_use.index()].insert_ip_net_port_range(
+            grant.net,
+            start,
+            end.checked_add(1),
+            cap_primitives::ambient_authority(),
+        );
+        self.policy.grants[net_use.index()].push(grant);
+        self
+    }
+
+    /// Grants `use` of exactly `addr` (its address, and its port).
+    pub fn grant_addr(self, net_use: NetUse, addr: SocketAddr) -> Self {
+        self.grant(net_use, IpNet::from(addr.ip()), addr.port()..=addr.port())
+    }
+
+    /// Sets the socket quota (`WSAEMFILE` beyond it).
+    pub fn max_sockets(mut self, max: u32) -> Self {
+        self.policy.limits.max_sockets = max;
+        self
+    }
+
+    /// Sets the largest buffer one receive call may ask for.
+    pub fn max_recv_len(mut self, max: u32) -> Self {
+        self.policy.limits.max_recv_len = max;
+        self
+    }
+
+    /// Finishes the policy.
+    pub fn build(self) -> Policy {
+        self.policy
+    }
+}
+
+/// The form in which addresses are checked: IPv4-mapped IPv6 addresses
+/// become IPv4, so a grant on 127.0.0.1 means the same to both families.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => SocketAddr::new(v6.to_canonical(), addr.port()),
+        IpAddr::V4(_) => addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn empty_policy_denies_every_use() {
+        let policy = Policy::deny_all();
+        for net_use in NetUse::ALL {
+            let denial = policy.check(net_use, sa("127.0.0.1:80")).unwrap_err();
+            assert_eq!(
+                denial,
+                Denial::Address {
+                    net_use,
+                    addr: sa("127.0.0.1:80")
+                }
+            );
+        }
+        assert!(policy.check_protocol(Transport::Tcp).is_err());
+        assert!(policy.check_protocol(Transport::Udp).is_err());
+    }
+
+    #[test]
+    fn grant_covers_only_its_use_block_and_ports() {
+        let policy = Policy::builder()
+            .grant(NetUse::Connect, "10.1.0.0/16".parse().unwrap(), 80..=81)
+            .build();
+        assert!(policy.check(NetUse::Connect, sa("10.1.2.3:80")).is_ok());
+        assert!(policy.check(NetUse::Connect, sa("10.1.2.3:81")).is_ok());
+        assert!(policy.check(NetUse::Connect, sa("10.1.2.3:82")).is_err());
+        assert!(policy.check(NetUse::Connect, sa("10.1.2.3:79")).is_err());
+        assert!(policy.check(NetUse::Connect, sa("10.2.0.1:80")).is_err());
+        assert!(policy.check(NetUse::SendTo, sa("10.1.2.3:80")).is_err());
+    }
+
+    #[test]
+    fn top_port_is_grantable() {
+        let policy = Policy::builder()
+            .grant(NetUse::Bind, "127.0.0.1/32".parse().unwrap(), 65535..=65535)
+            .build();
+        assert!(policy.check(NetUse::Bind, sa("127.0.0.1:65535")).is_ok());
+        assert!(policy.check(NetUse::Bind, sa("127.0.0.1:65534")).is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_checked_as_ipv4() {
+        let policy = Policy::builder()
+            .grant(NetUse::Connect, "127.0.0.1/32".parse().unwrap(), 0..=65535)
+            .build();
+        assert!(
+            policy
+                .check(NetUse::Connect, sa("[::ffff:127.0.0.1]:9"))
+                .is_ok()
+        );
+        let denied = Policy::builder()
+            .grant(NetUse::Connect, "::/0".parse().unwrap(), 0..=65535)
+            .build();
+        // A v6-wide grant does not smuggle in IPv4 through mapped addresses.
+        assert!(
+            denied
+                .check(NetUse::Connect, sa("[::ffff:10.0.0.1]:9"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn denial_names_the_missing_grant() {
+        let denial = Policy::deny_all()
+            .check(NetUse::SendTo, sa("[::1]:53"))
+            .unwrap_err();
+        assert_eq!(denial.to_string(), "no `send-to` grant covers [::1]:53");
+        let denial = Policy::deny_all()
+            .check_protocol(Transport::Udp)
+            .unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "protocol `udp` is not in the policy's `protocols`"
+        );
+    }
+
+    #[test]
+    fn grant_addr_is_exact() {
+        let policy = Policy::builder()
+            .grant_addr(NetUse::Listen, sa("127.0.0.1:7000"))
+            .build();
+        assert!(policy.check(NetUse::Listen, sa("127.0.0.1:7000")).is_ok());
+        assert!(policy.check(NetUse::Listen, sa("127.0.0.2:7000")).is_err());
+        assert!(policy.check(NetUse::Listen, sa("127.0.0.1:7001")).is_err());
+    }
+}

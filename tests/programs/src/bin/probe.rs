@@ -1,0 +1,399 @@
+//! A scripted wasp guest: each argument is one command; each command prints
+//! one line, `ok ...` or `err WSAE...`. The host tests give it a policy and
+//! a script, then check the lines (one test per SPEC rule).
+//!
+//! Sockets are named `s0`, `s1`, ... in the order they are created (by
+//! `socket` or `accept`); `#N` is a raw descriptor (for forged values);
+//! `@sN` in an address position is the local address of `sN`.
+//! See `run` for the commands.
+
+use std::net::SocketAddr;
+
+use wasp_guest::raw::sockets as wsp;
+use wasp_guest::raw::types::ProtocolInfo;
+use wasp_guest::{
+    IoctlCommand, IoctlResult, MessageFlags, ShutdownHow, SocketFlags, Sockopt, SockoptName,
+    WsaError,
+};
+
+struct Probe {
+    sockets: Vec<u32>,
+}
+
+type Outcome = Result<String, WsaError>;
+
+fn main() {
+    let mut probe = Probe {
+        sockets: Vec::new(),
+    };
+    for command in std::env::args().skip(1) {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let line = match probe.run(&words) {
+            Ok(text) if text.is_empty() => "ok".to_string(),
+            Ok(text) => format!("ok {text}"),
+            Err(err) => format!("err {}", err.name()),
+        };
+        println!("{line}");
+    }
+}
+
+fn flags_of(words: &[&str]) -> MessageFlags {
+    let mut flags = MessageFlags::empty();
+    for w in words {
+        match *w {
+            "oob" => flags |= MessageFlags::OOB,
+            "peek" => flags |= MessageFlags::PEEK,
+            "dontroute" => flags |= MessageFlags::DONT_ROUTE,
+            "partial" => flags |= MessageFlags::PARTIAL,
+            "waitall" => flags |= MessageFlags::WAIT_ALL,
+            _ => {}
+        }
+    }
+    flags
+}
+
+fn token_of(words: &[&str]) -> Option<u64> {
+    words
+        .iter()
+        .find_map(|w| w.strip_prefix("token=")?.parse().ok())
+}
+
+/// `@N` is N bytes of `x`; anything else is the text itself.
+fn payload(text: &str) -> Vec<u8> {
+    match text.strip_prefix('@').and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) => vec![b'x'; n],
+        None => text.as_bytes().to_vec(),
+    }
+}
+
+fn show(data: &[u8]) -> String {
+    if data.len() > 64 {
+        format!("len={}", data.len())
+    } else {
+        format!("{:?}", String::from_utf8_lossy(data))
+    }
+}
+
+fn to_wit(addr: SocketAddr) -> wasp_guest::raw::types::SocketAddress {
+    use wasp_guest::raw::types::{Ipv4SocketAddress, Ipv6SocketAddress, SocketAddress};
+    match addr {
+        SocketAddr::V4(a) => {
+            let [o0, o1, o2, o3] = a.ip().octets();
+            SocketAddress::Ipv4(Ipv4SocketAddress {
+                port: a.port(),
+                address: (o0, o1, o2, o3),
+            })
+        }
+        SocketAddr::V6(a) => {
+            let [g0, g1, g2, g3, g4, g5, g6, g7] = a.ip().segments();
+            SocketAddress::Ipv6(Ipv6SocketAddress {
+                port: a.port(),
+                flow_info: 0,
+                address: (g0, g1, g2, g3, g4, g5, g6, g7),
+                scope_id: 0,
+            })
+        }
+    }
+}
+
+fn from_wit(addr: wasp_guest::raw::types::SocketAddress) -> SocketAddr {
+    use wasp_guest::raw::types::SocketAddress;
+    match addr {
+        SocketAddress::Ipv4(a) => {
+            let (o0, o1, o2, o3) = a.address;
+            SocketAddr::from(([o0, o1, o2, o3], a.port))
+        }
+        SocketAddress::Ipv6(a) => {
+            let (g0, g1, g2, g3, g4, g5, g6, g7) = a.address;
+            SocketAddr::from(([g0, g1, g2, g3, g4, g5, g6, g7], a.port))
+        }
+    }
+}
+
+fn on(word: &str) -> bool {
+    matches!(word, "on" | "true" | "1")
+}
+
+impl Probe {
+    fn sock(&self, word: &str) -> u32 {
+        if let Some(raw) = word.strip_prefix('#') {
+            return raw.parse().expect("descriptor number");
+        }
+        let index: usize = word
+            .strip_prefix('s')
+            .and_then(|i| i.parse().ok())
+            .expect("socket name sN");
+        self.sockets[index]
+    }
+
+    fn addr(&self, word: &str) -> SocketAddr {
+        match word.strip_prefix('@') {
+            Some(name) => {
+                from_wit(wsp::wsp_get_sock_name(self.sock(name)).expect("named socket is bound"))
+            }
+            None => word.parse().expect("socket address"),
+        }
+    }
+
+    fn add(&mut self, s: u32) -> String {
+        self.sockets.push(s);
+        format!("s{}", self.sockets.len() - 1)
+    }
+
+    fn run(&mut self, w: &[&str]) -> Outcome {
+        let arg = |i: usize| w.get(i).copied().unwrap_or("");
+        match w[0] {
+            // socket AF TYPE PROTO [g=N] [flags=overlapped,c-root,c-leaf,d-root,d-leaf] [info=ID[:AF:TYPE:PROTO]]
+            "socket" => {
+                let num = |i: usize| arg(i).parse::<i32>().expect("number");
+                let mut group = 0;
+                let mut flags = SocketFlags::empty();
+                let mut info = None;
+                for word in &w[4..] {
+                    if let Some(g) = word.strip_prefix("g=") {
+                        group = g.parse().expect("group");
+                    } else if let Some(list) = word.strip_prefix("flags=") {
+                        for f in list.split(',') {
+                            flags |= match f {
+                                "overlapped" => SocketFlags::OVERLAPPED,
+                                "c-root" => SocketFlags::MULTIPOINT_C_ROOT,
+                                "c-leaf" => SocketFlags::MULTIPOINT_C_LEAF,
+                                "d-root" => SocketFlags::MULTIPOINT_D_ROOT,
+                                "d-leaf" => SocketFlags::MULTIPOINT_D_LEAF,
+                                other => panic!("unknown flag {other}"),
+                            };
+                        }
+                    } else if let Some(spec) = word.strip_prefix("info=") {
+                        info = Some(self.protocol_info(spec));
+                    }
+                }
+                let s = wsp::wsp_socket(num(1), num(2), num(3), info.as_ref(), group, flags)?;
+                Ok(self.add(s))
+            }
+            "bind" => Ok(wsp::wsp_bind(self.sock(arg(1)), to_wit(self.addr(arg(2))))
+                .map(|()| String::new())?),
+            "listen" => Ok(
+                wsp::wsp_listen(self.sock(arg(1)), arg(2).parse().unwrap_or(8))
+                    .map(|()| String::new())?,
+            ),
+            "accept" => {
+                let (s, peer) = wsp::wsp_accept(self.sock(arg(1)))?;
+                let name = self.add(s);
+                Ok(format!("{name} {}", from_wit(peer)))
+            }
+            "connect" => Ok(
+                wsp::wsp_connect(self.sock(arg(1)), to_wit(self.addr(arg(2))))
+                    .map(|()| String::new())?,
+            ),
+            // send S TEXT|@N [oob] [partial] [token=N]
+            "send" => {
+                let sent = wsp::wsp_send(
+                    self.sock(arg(1)),
+                    &[payload(arg(2))],
+                    flags_of(&w[3..]),
+                    token_of(&w[3..]),
+                )?;
+                Ok(sent.to_string())
+            }
+            // sendv S a|b|c: several buffers, one call
+            "sendv" => {
+                let buffers: Vec<Vec<u8>> = arg(2).split('|').map(payload).collect();
+                Ok(
+                    wsp::wsp_send(self.sock(arg(1)), &buffers, flags_of(&w[3..]), None)?
+                        .to_string(),
+                )
+            }
+            // sendto S ADDR TEXT|@N [flags]
+            "sendto" => {
+                let buffers: Vec<Vec<u8>> = arg(3).split('|').map(payload).collect();
+                let to = to_wit(self.addr(arg(2)));
+                Ok(wsp::wsp_send_to(
+                    self.sock(arg(1)),
+                    &buffers,
+                    flags_of(&w[4..]),
+                    to,
+                    token_of(&w[4..]),
+                )?
+                .to_string())
+            }
+            // recv S MAX [peek] [oob] [waitall]
+            "recv" => {
+                let data = wsp::wsp_recv(
+                    self.sock(arg(1)),
+                    arg(2).parse().expect("max"),
+                    flags_of(&w[3..]),
+                )?;
+                Ok(show(&data))
+            }
+            "recvfrom" => {
+                let (data, from) = wsp::wsp_recv_from(
+                    self.sock(arg(1)),
+                    arg(2).parse().expect("max"),
+                    flags_of(&w[3..]),
+                )?;
+                Ok(format!("{} {}", show(&data), from_wit(from)))
+            }
+            "shutdown" => {
+                let how = match arg(2) {
+                    "send" => ShutdownHow::Send,
+                    "receive" => ShutdownHow::Receive,
+                    _ => ShutdownHow::Both,
+                };
+                Ok(wsp::wsp_shutdown(self.sock(arg(1)), how).map(|()| String::new())?)
+            }
+            "close" => Ok(wsp::wsp_close_socket(self.sock(arg(1))).map(|()| String::new())?),
+            "nonblock" => {
+                wsp::wsp_ioctl(self.sock(arg(1)), IoctlCommand::Fionbio(on(arg(2))))?;
+                Ok(String::new())
+            }
+            "fionread" | "atmark" => {
+                let command = if w[0] == "fionread" {
+                    IoctlCommand::Fionread
+                } else {
+                    IoctlCommand::Siocatmark
+                };
+                Ok(match wsp::wsp_ioctl(self.sock(arg(1)), command)? {
+                    IoctlResult::Bytes(n) => n.to_string(),
+                    IoctlResult::Flag(f) => f.to_string(),
+                    IoctlResult::None => String::new(),
+                })
+            }
+            // setopt S NAME VALUE
+            "setopt" => {
+                let value = arg(3);
+                let option = match arg(2) {
+                    "broadcast" => Sockopt::Broadcast(on(value)),
+                    "oob-inline" => Sockopt::OobInline(on(value)),
+                    "reuse" => Sockopt::ReuseAddress(on(value)),
+                    "keepalive" => Sockopt::KeepAlive(on(value)),
+                    "nodelay" => Sockopt::TcpNoDelay(on(value)),
+                    "linger" => Sockopt::Linger(value.parse().ok()),
+                    "rcvbuf" => Sockopt::ReceiveBuffer(value.parse().expect("size")),
+                    "sndbuf" => Sockopt::SendBuffer(value.parse().expect("size")),
+                    "max-msg-size" => Sockopt::MaxMessageSize(value.parse().expect("size")),
+                    other => panic!("unknown option {other}"),
+                };
+                Ok(wsp::wsp_set_sock_opt(self.sock(arg(1)), &option).map(|()| String::new())?)
+            }
+            "getopt" => {
+                let name = match arg(2) {
+                    "broadcast" => SockoptName::Broadcast,
+                    "oob-inline" => SockoptName::OobInline,
+                    "reuse" => SockoptName::ReuseAddress,
+                    "keepalive" => SockoptName::KeepAlive,
+                    "nodelay" => SockoptName::TcpNoDelay,
+                    "linger" => SockoptName::Linger,
+                    "rcvbuf" => SockoptName::ReceiveBuffer,
+                    "sndbuf" => SockoptName::SendBuffer,
+                    "max-msg-size" => SockoptName::MaxMessageSize,
+                    "error" => SockoptName::Error,
+                    "type" => SockoptName::SocketType,
+                    "acceptconn" => SockoptName::AcceptConn,
+                    "protocol-info" => SockoptName::ProtocolInfo,
+                    other => panic!("unknown option {other}"),
+                };
+                Ok(match wsp::wsp_get_sock_opt(self.sock(arg(1)), name)? {
+                    Sockopt::Broadcast(v)
+                    | Sockopt::OobInline(v)
+                    | Sockopt::ReuseAddress(v)
+                    | Sockopt::KeepAlive(v)
+                    | Sockopt::TcpNoDelay(v)
+                    | Sockopt::AcceptConn(v) => v.to_string(),
+                    Sockopt::Linger(v) => format!("{v:?}"),
+                    Sockopt::ReceiveBuffer(v)
+                    | Sockopt::SendBuffer(v)
+                    | Sockopt::MaxMessageSize(v) => v.to_string(),
+                    Sockopt::Error(None) => "none".into(),
+                    Sockopt::Error(Some(e)) => WsaError(e).name(),
+                    Sockopt::SocketType(t) => t.to_string(),
+                    Sockopt::ProtocolInfo(p) => format!("{} {}", p.catalog_entry_id, p.name),
+                })
+            }
+            "name" => Ok(from_wit(wsp::wsp_get_sock_name(self.sock(arg(1)))?).to_string()),
+            "peer" => Ok(from_wit(wsp::wsp_get_peer_name(self.sock(arg(1)))?).to_string()),
+            "overlapped" => Ok(wsp::wsp_get_overlapped_result(
+                self.sock(arg(1)),
+                arg(2).parse().expect("token"),
+            )?
+            .to_string()),
+            "denial" => Ok(wsp::last_denial().unwrap_or_else(|| "none".into())),
+            // protocols [PROTO,...]: catalogue ids
+            "protocols" => {
+                let filter: Option<Vec<i32>> = w
+                    .get(1)
+                    .map(|l| l.split(',').map(|p| p.parse().expect("protocol")).collect());
+                let ids: Vec<String> = wsp::wsp_enum_protocols(filter.as_deref())
+                    .iter()
+                    .map(|p| p.catalog_entry_id.to_string())
+                    .collect();
+                Ok(ids.join(","))
+            }
+            // fill S: non-blocking sends of 64 KiB until one fails
+            "fill" => {
+                let s = self.sock(arg(1));
+                let chunk = vec![b'f'; 64 * 1024];
+                let (mut total, mut partial) = (0u64, 0u32);
+                for _ in 0..100_000 {
+                    match wsp::wsp_send(s, &[chunk.clone()], MessageFlags::empty(), None) {
+                        Ok(n) => {
+                            total += u64::from(n);
+                            if (n as usize) < chunk.len() {
+                                partial += 1;
+                            }
+                        }
+                        Err(e) => {
+                            return Ok(format!(
+                                "total>0={} partial>0={} then {}",
+                                total > 0,
+                                partial > 0,
+                                WsaError(e).name()
+                            ));
+                        }
+                    }
+                }
+                Ok("never blocked".into())
+            }
+            // drain S N: blocking receives until N bytes or end of stream
+            "drain" => {
+                let s = self.sock(arg(1));
+                let want: u64 = arg(2).parse().expect("count");
+                let mut got = 0u64;
+                while got < want {
+                    let data = wsp::wsp_recv(s, 65536, MessageFlags::empty())?;
+                    if data.is_empty() {
+                        break;
+                    }
+                    got += data.len() as u64;
+                }
+                Ok(got.to_string())
+            }
+            "echo" => Ok(w[1..].join(" ")),
+            other => panic!("unknown command {other}"),
+        }
+    }
+
+    /// `ID` takes the catalogue entry as the host publishes it;
+    /// `ID:AF:TYPE:PROTO` overrides its triple.
+    fn protocol_info(&self, spec: &str) -> ProtocolInfo {
+        let mut parts = spec.split(':');
+        let id: u32 = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("catalogue id");
+        let mut info = wsp::wsp_enum_protocols(None)
+            .into_iter()
+            .find(|p| p.catalog_entry_id == id)
+            .unwrap_or_else(|| {
+                let mut any = wsp::wsp_enum_protocols(None).remove(0);
+                any.catalog_entry_id = id;
+                any
+            });
+        let rest: Vec<i32> = parts.map(|p| p.parse().expect("number")).collect();
+        if let [af, ty, proto] = rest[..] {
+            info.address_family = af;
+            info.socket_type = ty;
+            info.protocol = proto;
+        }
+        info
+    }
+}
