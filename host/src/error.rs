@@ -133,10 +133,8 @@ impl From<io::Error> for WsaError {
     /// Maps an OS error to the Winsock error a Windows provider would give.
     fn from(err: io::Error) -> Self {
         use io::ErrorKind as K;
-        if let Some(errno) = err.raw_os_error() {
-            if let Some(mapped) = from_errno(errno) {
-                return mapped;
-            }
+        if let Some(mapped) = err.raw_os_error().and_then(from_errno) {
+            return mapped;
         }
         match err.kind() {
             K::WouldBlock => Self::WouldBlock,

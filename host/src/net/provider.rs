@@ -493,10 +493,7 @@ impl Provider {
             OptName::ReceiveBuffer => OptValue::ReceiveBuffer(size_u32(r.recv_buffer_size()?)),
             OptName::SendBuffer => OptValue::SendBuffer(size_u32(r.send_buffer_size()?)),
             OptName::MaxMessageSize => OptValue::MaxMessageSize(sock.entry.max_msg_size),
-            OptName::Error => {
-                drop(r);
-                OptValue::Error(sock.take_error())
-            }
+            OptName::Error => OptValue::Error(sock.take_error()),
             OptName::SocketType => OptValue::SocketType(sock.entry.kind.socket_type()),
             OptName::AcceptConn => OptValue::AcceptConn(sock.is_listening()),
             OptName::ProtocolInfo => OptValue::ProtocolInfo(sock.entry),

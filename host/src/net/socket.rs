@@ -90,6 +90,12 @@ pub fn wildcard(family: Family) -> SocketAddr {
     }
 }
 
+/// Dissolves a failed connection attempt (`connect` with `AF_UNSPEC`) so
+/// that the same socket can connect again.
+fn reset_after_failed_connect(native: &socket2::Socket) {
+    let _ = rustix::net::connect_unspec(native);
+}
+
 fn to_socket_addr(addr: &SockAddr) -> Result<SocketAddr, WsaError> {
     addr.as_socket().ok_or(WsaError::AfNoSupport)
 }
@@ -274,6 +280,9 @@ impl Socket {
         }
     }
 
+    /// A failed connect leaves the socket idle and reusable (Winsock lets
+    /// the guest connect again after WSAECONNREFUSED, WSAENETUNREACH or
+    /// WSAETIMEDOUT), with SO_ERROR set.
     fn fail_connect(&mut self, err: WsaError) {
         let state = std::mem::replace(&mut self.state, State::Moving);
         self.state = match state {
@@ -283,7 +292,9 @@ impl Socket {
             },
             other => other,
         };
-        if matches!(self.state, State::Moving) {
+        if let State::Idle(native) = &self.state {
+            reset_after_failed_connect(native);
+        } else {
             // The native socket could not be recovered: make a fresh one.
             self.state = socket2::Socket::new(domain(self.entry.family), Type::STREAM, None)
                 .and_then(|s| s.set_nonblocking(true).map(|()| s))
@@ -316,6 +327,7 @@ impl Socket {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => {
+                reset_after_failed_connect(&native);
                 self.state = State::Idle(native);
                 return Err(e.into());
             }

@@ -334,7 +334,7 @@ impl Probe {
                 let chunk = vec![b'f'; 64 * 1024];
                 let (mut total, mut partial) = (0u64, 0u32);
                 for _ in 0..100_000 {
-                    match wsp::wsp_send(s, &[chunk.clone()], MessageFlags::empty(), None) {
+                    match wsp::wsp_send(s, std::slice::from_ref(&chunk), MessageFlags::empty(), None) {
                         Ok(n) => {
                             total += u64::from(n);
                             if (n as usize) < chunk.len() {
@@ -366,6 +366,19 @@ impl Probe {
                     got += data.len() as u64;
                 }
                 Ok(got.to_string())
+            }
+            // await-connect S: polls a non-blocking connect to its outcome
+            "await-connect" => {
+                let s = self.sock(arg(1));
+                for _ in 0..1_000_000 {
+                    if wsp::wsp_get_peer_name(s).is_ok() {
+                        return Ok(String::new());
+                    }
+                    if let Sockopt::Error(Some(e)) = wsp::wsp_get_sock_opt(s, SockoptName::Error)? {
+                        return Err(WsaError(e));
+                    }
+                }
+                Ok("still connecting".into())
             }
             "echo" => Ok(w[1..].join(" ")),
             other => panic!("unknown command {other}"),

@@ -1,0 +1,222 @@
+//! End to end: the `wasp` binary runs real plugins; real `std::net` peers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{guest, root};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn wasp() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wasp"))
+}
+
+fn echo_policy() -> PathBuf {
+    root().join("examples/policies/echo.toml")
+}
+
+/// Waits for `child` to exit, killing it past the deadline.
+fn finish(mut child: Child) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            panic!("wasp did not exit within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn run_to_end(cmd: &mut Command) -> Output {
+    finish(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn echo_plugin_serves_allowed_clients_and_resets_refused_ones() {
+    let mut child = wasp()
+        .arg("run")
+        .arg(guest("rust-echo"))
+        .arg("--policy")
+        .arg(echo_policy())
+        .args(["--", "127.0.0.1:0", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("echo: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .unwrap();
+
+    let talk = |payload: &[u8]| {
+        let mut conn = TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
+        conn.set_read_timeout(Some(DEADLINE)).unwrap();
+        conn.write_all(payload).unwrap();
+        let mut back = vec![0; payload.len()];
+        conn.read_exact(&mut back).unwrap();
+        back
+    };
+    assert_eq!(talk(b"hello, wasp"), b"hello, wasp");
+
+    // A client from 127.0.0.2 is outside the accept grant: it is reset
+    // and the plugin never sees it.
+    let refused = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    refused
+        .bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    refused.connect(&addr.into()).unwrap();
+    let mut refused = TcpStream::from(refused);
+    refused.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = refused.write_all(b"let me in");
+    let mut buf = [0u8; 16];
+    match refused.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("refused client got {other:?}"),
+    }
+
+    let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    assert_eq!(talk(&big), big);
+
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    child.stdout = None;
+    let output = finish(child);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "wasp failed: {stderr}");
+    assert_eq!(
+        rest.matches("echo: connection from 127.0.0.1:").count(),
+        2,
+        "{rest}"
+    );
+    assert!(
+        !rest.contains("127.0.0.2"),
+        "the refused peer reached the plugin: {rest}"
+    );
+    assert!(
+        stderr.contains("denied: no `accept` grant covers 127.0.0.2:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_denied_connect_is_refused_and_logged() {
+    let policy = root().join("target/guests/deny-connect.toml");
+    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    std::fs::write(
+        &policy,
+        "protocols = [\"tcp\"]\n[grants]\nbind = [{ addr = \"0.0.0.0\", ports = \"0\" }]\n",
+    )
+    .unwrap();
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let connect = format!("connect s0 {}", target.local_addr().unwrap());
+    let output = run_to_end(
+        wasp()
+            .arg("run")
+            .arg(guest("probe"))
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--", "socket 2 1 6", &connect, "denial"]),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[1], "err WSAEACCES");
+    assert!(
+        lines[2].starts_with("ok no `connect` grant covers 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("denied: no `connect` grant covers 127.0.0.1:"),
+        "{stderr}"
+    );
+    // Nothing reached the target: the check came before the system call.
+    assert!(target.accept().is_err());
+}
+
+#[test]
+fn a_missing_plugin_is_a_clear_error() {
+    let output = run_to_end(
+        wasp()
+            .args(["run", "/nonexistent/plugin.wasm", "--policy"])
+            .arg(echo_policy()),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("cannot load plugin /nonexistent/plugin.wasm"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn an_invalid_policy_is_a_clear_error() {
+    let policy = root().join("target/guests/invalid.toml");
+    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    std::fs::write(&policy, "protocols = [\"tcp\"]\n[grants]\nconect = []\n").unwrap();
+    let output = run_to_end(
+        wasp()
+            .arg("run")
+            .arg(guest("rust-echo"))
+            .arg("--policy")
+            .arg(&policy),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("invalid policy in"), "{stderr}");
+    assert!(stderr.contains("unknown field `conect`"), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+}
+
+#[test]
+fn a_trapping_plugin_is_reported_without_a_host_panic() {
+    let output = run_to_end(
+        wasp()
+            .arg("run")
+            .arg(guest("probe"))
+            .arg("--policy")
+            .arg(echo_policy())
+            .args(["--", "no-such-command"]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // 2 is wasp's own error status; a panic of the host would be 101.
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("plugin trapped"), "{stderr}");
+}
+
+#[test]
+fn a_failing_plugin_passes_its_status_on() {
+    // The echo plugin cannot bind outside its grants: it exits 1.
+    let output = run_to_end(
+        wasp()
+            .arg("run")
+            .arg(guest("rust-echo"))
+            .arg("--policy")
+            .arg(echo_policy())
+            .args(["--", "127.0.0.9:0"]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("WSAEACCES (10013)"), "{stderr}");
+    assert!(
+        stderr.contains("no `bind` grant covers 127.0.0.9:0"),
+        "{stderr}"
+    );
+}

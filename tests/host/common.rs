@@ -1,0 +1,169 @@
+//! Shared test harness: guests built from source once per run, one plugin
+//! host per test binary, each component compiled once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasp_host::Policy;
+use wasp_host::run::{GuestOptions, PluginHost, Stdio};
+
+/// Longest a guest may run in a test before the test fails.
+pub const GUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The workspace root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+}
+
+/// Builds every guest (test programs and example plugins) for
+/// `wasm32-wasip2` once, and returns where the `.wasm` files are.
+pub fn guest_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = root().join("target").join("guests");
+        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .current_dir(root())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["-p", "wasp-test-programs", "-p", "rust-echo"])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .status()
+            .expect("running cargo to build the guests");
+        assert!(status.success(), "building the guests failed");
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+/// The path of a guest's `.wasm`.
+pub fn guest(name: &str) -> PathBuf {
+    guest_dir().join(format!("{name}.wasm"))
+}
+
+/// The plugin host shared by the tests of this binary.
+pub fn host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| PluginHost::new().expect("plugin host"))
+}
+
+/// A guest compiled once.
+pub fn component(name: &str) -> Component {
+    static CACHE: OnceLock<Mutex<HashMap<String, Component>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(c) = cache.lock().unwrap().get(name) {
+        return c.clone();
+    }
+    let compiled = host().load(guest(name)).expect("compiling guest");
+    cache
+        .lock()
+        .unwrap()
+        .entry(name.to_string())
+        .or_insert(compiled)
+        .clone()
+}
+
+/// A policy from TOML text.
+pub fn policy(toml: &str) -> Policy {
+    Policy::from_toml(toml).expect("test policy parses")
+}
+
+/// What a guest run left behind.
+pub struct Run {
+    pub status: i32,
+    pub stdout: Vec<String>,
+    pub stderr: String,
+}
+
+/// Runs guest `name` with `args` under `policy`, with a deadline.
+pub fn run_guest(name: &str, policy: Policy, args: &[&str]) -> Run {
+    let component = component(name);
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let stderr = MemoryOutputPipe::new(1 << 20);
+    let mut options = GuestOptions::new(name, Arc::new(policy));
+    options.args = args.iter().map(|a| a.to_string()).collect();
+    options.stdio = Stdio::Capture {
+        stdout: stdout.clone(),
+        stderr: stderr.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        tokio::time::timeout(GUEST_DEADLINE, host().run(&component, options))
+            .await
+            .expect("guest finished within the deadline")
+    });
+    let status = status.unwrap_or_else(|e| panic!("guest trapped: {e:?}"));
+    Run {
+        status,
+        stdout: String::from_utf8_lossy(&stdout.contents())
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
+    }
+}
+
+/// Runs the scripted `probe` guest and returns one line per command.
+pub fn probe(policy: Policy, script: &[&str]) -> Vec<String> {
+    let run = run_guest("probe", policy, script);
+    assert_eq!(run.status, 0, "probe failed: {}", run.stderr);
+    assert_eq!(
+        run.stdout.len(),
+        script.len(),
+        "one line per command: {:?}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run.stdout
+}
+
+/// Asserts the probe's lines, showing the script on failure.
+#[track_caller]
+pub fn expect(policy_toml: &str, script: &[&str], expected: &[&str]) {
+    let lines = probe(policy(policy_toml), script);
+    let pairs: Vec<_> = script.iter().zip(&lines).collect();
+    for (i, want) in expected.iter().enumerate() {
+        if *want == "*" {
+            continue;
+        }
+        let got = &lines[i];
+        let ok = match want.strip_suffix('*') {
+            Some(prefix) => got.starts_with(prefix),
+            None => got == want,
+        };
+        assert!(
+            ok,
+            "command {i} `{}`: got `{got}`, want `{want}`\n{pairs:#?}",
+            script[i]
+        );
+    }
+}
+
+/// A loopback policy granting every use on 127.0.0.0/8 and ::1 for TCP and
+/// UDP, except broadcast.
+pub const LOOPBACK: &str = r#"
+protocols = ["tcp", "udp"]
+[grants]
+bind = [{ addr = "127.0.0.0/8" }, { addr = "::1" }, { addr = "0.0.0.0", ports = "0" }, { addr = "::", ports = "0" }]
+listen = [{ addr = "127.0.0.0/8" }, { addr = "::1" }]
+accept = [{ addr = "127.0.0.0/8" }, { addr = "::1" }]
+connect = [{ addr = "127.0.0.0/8" }, { addr = "::1" }]
+send-to = [{ addr = "127.0.0.0/8" }, { addr = "::1" }]
+recv-from = [{ addr = "127.0.0.0/8" }, { addr = "::1" }]
+"#;
+
+/// A free loopback port with nothing listening on it (for refusals).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

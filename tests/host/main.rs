@@ -1,0 +1,10 @@
+//! Host tests: real guests built from source, real loopback sockets.
+//! Test names cite the SPEC rule they check (`so_2_...`, `se_4_...`).
+
+mod common;
+
+mod cli;
+mod companions;
+mod deny_matrix;
+mod wsp_send;
+mod wsp_socket;
