@@ -220,3 +220,27 @@ fn a_failing_plugin_passes_its_status_on() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_embedding_example_runs_the_echo_plugin() {
+    // `cargo test` builds the examples next to the test binaries.
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("embed");
+    let output = run_to_end(Command::new(example).arg(guest("rust-echo")));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("the plugin echoed \"hello from the embedder\""),
+        "{stdout}"
+    );
+}

@@ -334,7 +334,12 @@ impl Probe {
                 let chunk = vec![b'f'; 64 * 1024];
                 let (mut total, mut partial) = (0u64, 0u32);
                 for _ in 0..100_000 {
-                    match wsp::wsp_send(s, std::slice::from_ref(&chunk), MessageFlags::empty(), None) {
+                    match wsp::wsp_send(
+                        s,
+                        std::slice::from_ref(&chunk),
+                        MessageFlags::empty(),
+                        None,
+                    ) {
                         Ok(n) => {
                             total += u64::from(n);
                             if (n as usize) < chunk.len() {
