@@ -18,7 +18,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasp_host::{NetUse, Policy, Transport, WaspCtx, WaspView};
+use wasp_host::{NetUse, Policy, Transport, WaspCtx, WaspCtxView, WaspView};
 
 /// The embedder's own per-guest state.
 struct MyGuest {
@@ -37,8 +37,11 @@ impl WasiView for MyGuest {
 }
 
 impl WaspView for MyGuest {
-    fn wasp(&mut self) -> &mut WaspCtx {
-        &mut self.wasp
+    fn wasp(&mut self) -> WaspCtxView<'_> {
+        WaspCtxView {
+            ctx: &mut self.wasp,
+            table: &mut self.table,
+        }
     }
 }
 

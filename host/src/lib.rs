@@ -25,7 +25,7 @@ mod host;
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use error::WsaError;
 pub use policy::{Denial, NetUse, Policy, PolicyBuilder, PolicyError, Transport};
@@ -33,6 +33,7 @@ pub use policy::{Denial, NetUse, Policy, PolicyBuilder, PolicyError, Transport};
 /// The wasp state of one guest: its sockets and the policy they live under.
 pub struct WaspCtx {
     provider: net::Provider,
+    open_queues: u32,
 }
 
 impl WaspCtx {
@@ -41,7 +42,26 @@ impl WaspCtx {
     pub fn new(policy: Arc<Policy>, label: impl Into<Arc<str>>) -> Self {
         Self {
             provider: net::Provider::new(policy, label),
+            open_queues: 0,
         }
+    }
+
+    /// A new message queue, within the policy's `max-queues`; past it the
+    /// guest is stopped (a trap: it is leaking queues).
+    fn open_queue(
+        &mut self,
+        capacity: u32,
+    ) -> wasmtime::Result<std::sync::Arc<net::queue::MessageQueue>> {
+        let max = self.provider.policy().limits().max_queues;
+        if self.open_queues >= max {
+            wasmtime::bail!("the guest exceeded its quota of {max} message queues");
+        }
+        self.open_queues += 1;
+        Ok(net::queue::MessageQueue::new(capacity))
+    }
+
+    fn close_queue(&mut self) {
+        self.open_queues = self.open_queues.saturating_sub(1);
     }
 
     /// The guest's provider: its sockets and last denial.
@@ -50,18 +70,37 @@ impl WaspCtx {
     }
 }
 
-/// Access to the [`WaspCtx`] inside an embedder's store data.
-pub trait WaspView: Send {
+/// What the wasp imports work on: the guest's [`WaspCtx`] and the
+/// resource table it shares with WASI (message queues and their pollables
+/// live there, so `wasi:io/poll` can wait on them).
+pub struct WaspCtxView<'a> {
     /// The guest's wasp state.
-    fn wasp(&mut self) -> &mut WaspCtx;
+    pub ctx: &'a mut WaspCtx,
+    /// The store's resource table (the one WASI uses).
+    pub table: &'a mut ResourceTable,
 }
 
-/// Adds the `wasp:spi` imports (`types`, `sockets`) to `linker`.
+/// Access to the wasp state inside an embedder's store data.
+pub trait WaspView: Send {
+    /// The guest's wasp state and resource table.
+    fn wasp(&mut self) -> WaspCtxView<'_>;
+}
+
+struct HasWasp;
+
+impl HasData for HasWasp {
+    type Data<'a> = WaspCtxView<'a>;
+}
+
+/// Adds the `wasp:spi` imports (`types`, `messages`, `sockets`) to
+/// `linker`.
 ///
 /// Only wasp's own interfaces are added; add WASI separately (for example
-/// with `wasmtime_wasi::p2::add_to_linker_async`).
+/// with `wasmtime_wasi::p2::add_to_linker_async`), which also provides the
+/// `wasi:io/poll` that message-queue pollables are used with.
 pub fn add_to_linker<T: WaspView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    bindings::types::add_to_linker::<T, HasSelf<WaspCtx>>(linker, T::wasp)?;
-    bindings::sockets::add_to_linker::<T, HasSelf<WaspCtx>>(linker, T::wasp)?;
+    bindings::types::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
+    bindings::messages::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
+    bindings::sockets::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
     Ok(())
 }

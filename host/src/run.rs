@@ -15,7 +15,7 @@ use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::{Policy, WaspCtx, WaspView};
+use crate::{Policy, WaspCtx, WaspCtxView, WaspView};
 
 /// Default memory ceiling of one guest (linear memories and tables).
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
@@ -41,8 +41,11 @@ impl WasiView for GuestState {
 }
 
 impl WaspView for GuestState {
-    fn wasp(&mut self) -> &mut WaspCtx {
-        &mut self.wasp
+    fn wasp(&mut self) -> WaspCtxView<'_> {
+        WaspCtxView {
+            ctx: &mut self.wasp,
+            table: &mut self.table,
+        }
     }
 }
 

@@ -6,5 +6,6 @@ mod common;
 mod cli;
 mod companions;
 mod deny_matrix;
+mod isolation;
 mod wsp_send;
 mod wsp_socket;

@@ -1,5 +1,6 @@
 //! Glue: one module per WIT interface. Looks up, converts, calls the
 //! mechanism; decides nothing.
 
+pub(crate) mod messages;
 mod sockets;
 mod types;

@@ -1,21 +1,25 @@
 //! Glue for `wasp:spi/sockets`: each WSP import converts its arguments,
 //! calls the guest's [`Provider`](crate::net::Provider) and converts back.
 
-use crate::WaspCtx;
+use crate::WaspCtxView;
 use crate::bindings::sockets::{Host, IoctlCommand as WitIoctl, IoctlResult, Sockopt, SockoptName};
 use crate::bindings::types::{
-    ErrorCode, MessageFlags, ProtocolInfo, ShutdownHow as WitShutdown, SocketAddress, SocketFlags,
+    ErrorCode, FdEvents, MessageFlags, ProtocolInfo, ShutdownHow as WitShutdown, SocketAddress,
+    SocketFlags,
 };
 use crate::net::catalog::{self, SocketRequest};
 use crate::net::{IoctlCommand, IoctlReply, OptName, OptValue, ShutdownHow};
 
+use wasmtime::component::Resource;
+
+use super::messages::GuestQueue;
 use super::types::{
-    msg_flags, protocol_info, protocol_info_arg, socket_addr, socket_flags, wit_addr,
+    fd_events, msg_flags, protocol_info, protocol_info_arg, socket_addr, socket_flags, wit_addr,
 };
 
 type Result<T> = std::result::Result<T, ErrorCode>;
 
-impl Host for WaspCtx {
+impl Host for WaspCtxView<'_> {
     async fn wsp_socket(
         &mut self,
         af: i32,
@@ -33,7 +37,7 @@ impl Host for WaspCtx {
             group: g,
             flags: socket_flags(flags),
         };
-        Ok(self.provider.wsp_socket(&req)?)
+        Ok(self.ctx.provider.wsp_socket(&req)?)
     }
 
     async fn wsp_send(
@@ -44,6 +48,7 @@ impl Host for WaspCtx {
         overlapped: Option<u64>,
     ) -> Result<u32> {
         let sent = self
+            .ctx
             .provider
             .wsp_send(s, &buffers, msg_flags(flags), overlapped);
         Ok(sent.await?)
@@ -59,13 +64,18 @@ impl Host for WaspCtx {
     ) -> Result<u32> {
         let to = socket_addr(to);
         let sent = self
+            .ctx
             .provider
             .wsp_send_to(s, &buffers, msg_flags(flags), to, overlapped);
         Ok(sent.await?)
     }
 
     async fn wsp_recv(&mut self, s: u32, max_len: u32, flags: MessageFlags) -> Result<Vec<u8>> {
-        Ok(self.provider.wsp_recv(s, max_len, msg_flags(flags)).await?)
+        Ok(self
+            .ctx
+            .provider
+            .wsp_recv(s, max_len, msg_flags(flags))
+            .await?)
     }
 
     async fn wsp_recv_from(
@@ -75,6 +85,7 @@ impl Host for WaspCtx {
         flags: MessageFlags,
     ) -> Result<(Vec<u8>, SocketAddress)> {
         let (data, from) = self
+            .ctx
             .provider
             .wsp_recv_from(s, max_len, msg_flags(flags))
             .await?;
@@ -82,20 +93,20 @@ impl Host for WaspCtx {
     }
 
     async fn wsp_bind(&mut self, s: u32, name: SocketAddress) -> Result<()> {
-        Ok(self.provider.wsp_bind(s, socket_addr(name))?)
+        Ok(self.ctx.provider.wsp_bind(s, socket_addr(name))?)
     }
 
     async fn wsp_listen(&mut self, s: u32, backlog: u32) -> Result<()> {
-        Ok(self.provider.wsp_listen(s, backlog)?)
+        Ok(self.ctx.provider.wsp_listen(s, backlog)?)
     }
 
     async fn wsp_accept(&mut self, s: u32) -> Result<(u32, SocketAddress)> {
-        let (accepted, peer) = self.provider.wsp_accept(s).await?;
+        let (accepted, peer) = self.ctx.provider.wsp_accept(s).await?;
         Ok((accepted, wit_addr(peer)))
     }
 
     async fn wsp_connect(&mut self, s: u32, name: SocketAddress) -> Result<()> {
-        Ok(self.provider.wsp_connect(s, socket_addr(name)).await?)
+        Ok(self.ctx.provider.wsp_connect(s, socket_addr(name)).await?)
     }
 
     async fn wsp_shutdown(&mut self, s: u32, how: WitShutdown) -> Result<()> {
@@ -104,11 +115,11 @@ impl Host for WaspCtx {
             WitShutdown::Send => ShutdownHow::Send,
             WitShutdown::Both => ShutdownHow::Both,
         };
-        Ok(self.provider.wsp_shutdown(s, how)?)
+        Ok(self.ctx.provider.wsp_shutdown(s, how)?)
     }
 
     async fn wsp_close_socket(&mut self, s: u32) -> Result<()> {
-        Ok(self.provider.wsp_close_socket(s)?)
+        Ok(self.ctx.provider.wsp_close_socket(s)?)
     }
 
     async fn wsp_ioctl(&mut self, s: u32, command: WitIoctl) -> Result<IoctlResult> {
@@ -117,7 +128,7 @@ impl Host for WaspCtx {
             WitIoctl::Fionread => IoctlCommand::BytesReadable,
             WitIoctl::Siocatmark => IoctlCommand::AtMark,
         };
-        Ok(match self.provider.wsp_ioctl(s, command)? {
+        Ok(match self.ctx.provider.wsp_ioctl(s, command)? {
             IoctlReply::None => IoctlResult::None,
             IoctlReply::Bytes(n) => IoctlResult::Bytes(n),
             IoctlReply::Flag(on) => IoctlResult::Flag(on),
@@ -140,7 +151,7 @@ impl Host for WaspCtx {
             SockoptName::AcceptConn => OptName::AcceptConn,
             SockoptName::ProtocolInfo => OptName::ProtocolInfo,
         };
-        Ok(match self.provider.wsp_get_sock_opt(s, name)? {
+        Ok(match self.ctx.provider.wsp_get_sock_opt(s, name)? {
             OptValue::Broadcast(v) => Sockopt::Broadcast(v),
             OptValue::OobInline(v) => Sockopt::OobInline(v),
             OptValue::ReuseAddress(v) => Sockopt::ReuseAddress(v),
@@ -174,18 +185,18 @@ impl Host for WaspCtx {
             | Sockopt::SocketType(_)
             | Sockopt::AcceptConn(_)
             | Sockopt::ProtocolInfo(_) => {
-                return Err(self.provider.wsp_set_read_only_opt(s).into());
+                return Err(self.ctx.provider.wsp_set_read_only_opt(s).into());
             }
         };
-        Ok(self.provider.wsp_set_sock_opt(s, &value)?)
+        Ok(self.ctx.provider.wsp_set_sock_opt(s, &value)?)
     }
 
     async fn wsp_get_sock_name(&mut self, s: u32) -> Result<SocketAddress> {
-        Ok(wit_addr(self.provider.wsp_get_sock_name(s)?))
+        Ok(wit_addr(self.ctx.provider.wsp_get_sock_name(s)?))
     }
 
     async fn wsp_get_peer_name(&mut self, s: u32) -> Result<SocketAddress> {
-        Ok(wit_addr(self.provider.wsp_get_peer_name(s)?))
+        Ok(wit_addr(self.ctx.provider.wsp_get_peer_name(s)?))
     }
 
     async fn wsp_enum_protocols(&mut self, protocols: Option<Vec<i32>>) -> Vec<ProtocolInfo> {
@@ -195,10 +206,27 @@ impl Host for WaspCtx {
     }
 
     async fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32> {
-        Ok(self.provider.wsp_get_overlapped_result(s, token)?)
+        Ok(self.ctx.provider.wsp_get_overlapped_result(s, token)?)
+    }
+
+    async fn wsp_async_select(
+        &mut self,
+        s: u32,
+        queue: Resource<GuestQueue>,
+        msg: u32,
+        events: FdEvents,
+    ) -> Result<()> {
+        let queue = match self.table.get(&queue) {
+            Ok(guest_queue) => guest_queue.queue().clone(),
+            Err(_) => return Err(ErrorCode::Wsaeinval),
+        };
+        Ok(self
+            .ctx
+            .provider
+            .wsp_async_select(s, &queue, msg, fd_events(events))?)
     }
 
     async fn last_denial(&mut self) -> Option<String> {
-        self.provider.last_denial().map(ToString::to_string)
+        self.ctx.provider.last_denial().map(ToString::to_string)
     }
 }

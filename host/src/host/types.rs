@@ -3,16 +3,17 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::WaspCtx;
+use crate::WaspCtxView;
 use crate::bindings::types::{
-    self, ErrorCode, Ipv4SocketAddress, Ipv6SocketAddress, MessageFlags, ProtocolInfo,
-    ServiceFlags as WitServiceFlags, SocketAddress, SocketFlags as WitSocketFlags,
+    self, ErrorCode, FdEvents as WitFdEvents, Ipv4SocketAddress, Ipv6SocketAddress, MessageFlags,
+    ProtocolInfo, ServiceFlags as WitServiceFlags, SocketAddress, SocketFlags as WitSocketFlags,
 };
 use crate::error::WsaError;
 use crate::net::MsgFlags;
 use crate::net::catalog::{ProtocolEntry, ProtocolInfoArg, ServiceFlags, SocketFlags};
+use crate::net::select::FdEvents;
 
-impl types::Host for WaspCtx {}
+impl types::Host for WaspCtxView<'_> {}
 
 impl From<WsaError> for ErrorCode {
     fn from(e: WsaError) -> Self {
@@ -133,6 +134,42 @@ pub fn msg_flags(flags: MessageFlags) -> MsgFlags {
     out.set(MsgFlags::PARTIAL, flags.contains(MessageFlags::PARTIAL));
     out.set(MsgFlags::WAIT_ALL, flags.contains(MessageFlags::WAIT_ALL));
     out
+}
+
+/// Each FD_* event with its WIT flag.
+const FD_EVENT_PAIRS: [(FdEvents, WitFdEvents); 10] = [
+    (FdEvents::READ, WitFdEvents::READ),
+    (FdEvents::WRITE, WitFdEvents::WRITE),
+    (FdEvents::OOB, WitFdEvents::OOB),
+    (FdEvents::ACCEPT, WitFdEvents::ACCEPT),
+    (FdEvents::CONNECT, WitFdEvents::CONNECT),
+    (FdEvents::CLOSE, WitFdEvents::CLOSE),
+    (FdEvents::QOS, WitFdEvents::QOS),
+    (FdEvents::GROUP_QOS, WitFdEvents::GROUP_QOS),
+    (
+        FdEvents::ROUTING_INTERFACE_CHANGE,
+        WitFdEvents::ROUTING_INTERFACE_CHANGE,
+    ),
+    (
+        FdEvents::ADDRESS_LIST_CHANGE,
+        WitFdEvents::ADDRESS_LIST_CHANGE,
+    ),
+];
+
+/// WIT `fd-events` as the mechanism's events.
+pub fn fd_events(wit: WitFdEvents) -> FdEvents {
+    FD_EVENT_PAIRS
+        .iter()
+        .filter(|(_, w)| wit.contains(*w))
+        .fold(FdEvents::empty(), |acc, (ours, _)| acc | *ours)
+}
+
+/// The mechanism's events as WIT `fd-events`.
+pub fn wit_fd_events(ours: FdEvents) -> WitFdEvents {
+    FD_EVENT_PAIRS
+        .iter()
+        .filter(|(o, _)| ours.contains(*o))
+        .fold(WitFdEvents::empty(), |acc, (_, wit)| acc | *wit)
 }
 
 /// The part of a WIT protocol-info that `WSPSocket` reads.

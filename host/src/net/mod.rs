@@ -2,7 +2,10 @@
 //! guest. No WebAssembly types appear here (DESIGN §2).
 
 pub mod catalog;
+pub mod engine;
 pub mod provider;
+pub mod queue;
+pub mod select;
 pub mod socket;
 mod sys;
 

@@ -8,6 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
+use super::engine::EventLink;
+use super::queue::MessageQueue;
+use super::select::{FdEvents, Reenable, SelectState};
 use super::socket::{MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
 use crate::policy::{Denial, NetUse, Policy, canonical};
@@ -204,7 +207,7 @@ impl Provider {
         }
     }
 
-    fn insert(&mut self, socket: Socket) -> u32 {
+    fn insert(&mut self, mut socket: Socket) -> u32 {
         loop {
             let s = self.next_descriptor;
             self.next_descriptor = match s.wrapping_add(1) {
@@ -212,6 +215,7 @@ impl Provider {
                 next => next,
             };
             if let std::collections::hash_map::Entry::Vacant(slot) = self.sockets.entry(s) {
+                socket.link = EventLink::new(s);
                 slot.insert(socket);
                 return s;
             }
@@ -251,7 +255,9 @@ impl Provider {
         }
         let local = sock.bound_addr().ok_or(WsaError::Inval)?;
         guard.check(NetUse::Listen, local)?;
-        sock.listen(backlog.min(crate::policy::MAX_BACKLOG))
+        sock.listen(backlog.min(crate::policy::MAX_BACKLOG))?;
+        sock.restart_watcher();
+        Ok(())
     }
 
     /// WSPAccept: peers outside the `accept` grants are reset and never
@@ -267,9 +273,17 @@ impl Provider {
             return Err(WsaError::Mfile);
         }
         let accepted = loop {
-            let (native, peer) = match listener.try_accept_native() {
-                Err(WsaError::WouldBlock) if listener.blocking() => listener.accept_wait().await?,
-                other => other?,
+            let attempt = match listener.try_accept_native() {
+                Err(WsaError::WouldBlock) if listener.blocking() => listener.accept_wait().await,
+                other => other,
+            };
+            let (native, peer) = match attempt {
+                Ok(found) => found,
+                Err(err) => {
+                    // SPEC AS-10: a failed accept re-enables FD_ACCEPT too.
+                    listener.link.update(|st| st.reenable(Reenable::Accept));
+                    return Err(err);
+                }
             };
             match guard.check(NetUse::Accept, peer) {
                 Ok(()) => break listener.accepted(native)?,
@@ -280,8 +294,15 @@ impl Provider {
                 }
             }
         };
+        let listener_link = listener.link.clone();
+        listener_link.update(|st| st.reenable(Reenable::Accept));
         let peer = accepted.peer_addr().ok_or(WsaError::NotConn)?;
-        Ok((self.insert(accepted), peer))
+        let s = self.insert(accepted);
+        let child = self.socket(s)?;
+        // SPEC AS-7: the accepted socket inherits the registration.
+        listener_link.inherit_into(&child.link);
+        child.restart_watcher();
+        Ok((s, peer))
     }
 
     /// WSPConnect, under the `connect` grants (and the implicit bind's).
@@ -300,7 +321,9 @@ impl Provider {
         }
         guard.check(NetUse::Connect, addr)?;
         guard.implicit_bind(sock)?;
-        sock.connect(addr).await
+        let result = sock.connect(addr).await;
+        sock.restart_watcher();
+        result
     }
 
     /// WSPSend (SPEC SE-1..SE-8).
@@ -312,19 +335,22 @@ impl Provider {
         overlapped: Option<u64>,
     ) -> Result<u32, WsaError> {
         let sock = self.socket(s)?;
-        sock.check_send(flags)?;
-        sock.check_overlapped(overlapped)?;
-        let result = match sock.entry.kind {
-            SocketKind::Stream => sock.send_stream(buffers, flags).await,
-            SocketKind::Datagram => {
-                if sock.peer_addr().is_none() {
-                    return Err(WsaError::NotConn);
+        let result = async {
+            sock.check_send(flags)?;
+            sock.check_overlapped(overlapped)?;
+            match sock.entry.kind {
+                SocketKind::Stream => sock.send_stream(buffers, flags).await,
+                SocketKind::Datagram => {
+                    if sock.peer_addr().is_none() {
+                        return Err(WsaError::NotConn);
+                    }
+                    sock.send_datagram(buffers, None).await
                 }
-                sock.send_datagram(buffers, None).await
             }
-        };
+        }
+        .await;
         sock.complete_overlapped(overlapped, result);
-        result
+        sent(sock, result)
     }
 
     /// WSPSendTo: datagrams under the `send-to` (and `broadcast`) grants;
@@ -339,27 +365,30 @@ impl Provider {
     ) -> Result<u32, WsaError> {
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
-        sock.check_send(flags)?;
-        sock.check_overlapped(overlapped)?;
-        let result = match sock.entry.kind {
-            SocketKind::Stream => sock.send_stream(buffers, flags).await,
-            SocketKind::Datagram => {
-                sock.check_family(&to)?;
-                if to.ip().is_unspecified() || to.port() == 0 {
-                    return Err(WsaError::AddrNotAvail);
+        let result = async {
+            sock.check_send(flags)?;
+            sock.check_overlapped(overlapped)?;
+            match sock.entry.kind {
+                SocketKind::Stream => sock.send_stream(buffers, flags).await,
+                SocketKind::Datagram => {
+                    sock.check_family(&to)?;
+                    if to.ip().is_unspecified() || to.port() == 0 {
+                        return Err(WsaError::AddrNotAvail);
+                    }
+                    let total: usize = buffers.iter().map(Vec::len).sum();
+                    if total > sock.entry.max_msg_size as usize {
+                        return Err(WsaError::MsgSize);
+                    }
+                    guard.check_broadcast(sock, to)?;
+                    guard.check(NetUse::SendTo, to)?;
+                    guard.implicit_bind(sock)?;
+                    sock.send_datagram(buffers, Some(to)).await
                 }
-                let total: usize = buffers.iter().map(Vec::len).sum();
-                if total > sock.entry.max_msg_size as usize {
-                    return Err(WsaError::MsgSize);
-                }
-                guard.check_broadcast(sock, to)?;
-                guard.check(NetUse::SendTo, to)?;
-                guard.implicit_bind(sock)?;
-                sock.send_datagram(buffers, Some(to)).await
             }
-        };
+        }
+        .await;
         sock.complete_overlapped(overlapped, result);
-        result
+        sent(sock, result)
     }
 
     /// WSPRecv: stream bytes, or one datagram from a peer the policy lets
@@ -372,11 +401,15 @@ impl Provider {
     ) -> Result<Vec<u8>, WsaError> {
         let cap = self.recv_cap(max_len);
         let sock = self.socket(s)?;
-        sock.check_recv(flags)?;
-        match sock.entry.kind {
-            SocketKind::Stream => sock.recv_stream(cap, flags).await,
-            SocketKind::Datagram => Ok(self.recv_datagram(s, cap, flags).await?.0),
-        }
+        let result = match sock.check_recv(flags) {
+            Err(e) => Err(e),
+            Ok(()) => match sock.entry.kind {
+                SocketKind::Stream => sock.recv_stream(cap, flags).await,
+                SocketKind::Datagram => self.recv_datagram(s, cap, flags).await.map(|(d, _)| d),
+            },
+        };
+        self.received(s);
+        result
     }
 
     /// WSPRecvFrom.
@@ -388,14 +421,50 @@ impl Provider {
     ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
         let cap = self.recv_cap(max_len);
         let sock = self.socket(s)?;
-        sock.check_recv(flags)?;
-        match sock.entry.kind {
-            SocketKind::Stream => {
-                let peer = sock.peer_addr().ok_or(WsaError::NotConn)?;
-                Ok((sock.recv_stream(cap, flags).await?, peer))
-            }
-            SocketKind::Datagram => self.recv_datagram(s, cap, flags).await,
+        let result = match sock.check_recv(flags) {
+            Err(e) => Err(e),
+            Ok(()) => match sock.entry.kind {
+                SocketKind::Stream => match sock.peer_addr() {
+                    Some(peer) => sock.recv_stream(cap, flags).await.map(|d| (d, peer)),
+                    None => Err(WsaError::NotConn),
+                },
+                SocketKind::Datagram => self.recv_datagram(s, cap, flags).await,
+            },
+        };
+        self.received(s);
+        result
+    }
+
+    /// SPEC AS-9, AS-10: any receive call, failed or not, re-enables
+    /// FD_READ and FD_OOB.
+    fn received(&mut self, s: u32) {
+        if let Some(sock) = self.sockets.get(&s) {
+            sock.link.update(|st| st.reenable(Reenable::Recv));
         }
+    }
+
+    /// WSPAsyncSelect (SPEC AS-1..AS-7): registers `events` with message
+    /// id `msg` on `queue`, makes the socket non-blocking, and starts (or
+    /// stops, for an empty mask) the socket's event engine.
+    pub fn wsp_async_select(
+        &mut self,
+        s: u32,
+        queue: &Arc<MessageQueue>,
+        msg: u32,
+        events: FdEvents,
+    ) -> Result<(), WsaError> {
+        let sock = self.socket(s)?;
+        if queue.is_closed() {
+            return Err(WsaError::Inval);
+        }
+        sock.nonblocking = true;
+        sock.refresh_connect();
+        if sock.entry.kind == SocketKind::Datagram && sock.bound_addr().is_some() {
+            sock.link.update(SelectState::datagram_bound);
+        }
+        sock.link.register(queue, msg, events);
+        sock.restart_watcher();
+        Ok(())
     }
 
     /// One datagram that passes the peer filter: datagrams from peers the
@@ -444,6 +513,10 @@ impl Provider {
         let sock = self.socket(s)?;
         match command {
             IoctlCommand::NonBlocking(on) => {
+                // WSPAsyncSelect keeps a registered socket non-blocking.
+                if !on && sock.link.is_registered() {
+                    return Err(WsaError::Inval);
+                }
                 sock.nonblocking = on;
                 Ok(IoctlReply::None)
             }
@@ -545,6 +618,18 @@ impl Provider {
     pub fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32, WsaError> {
         self.socket(s)?.overlapped_result(token)
     }
+}
+
+/// SPEC AS-9, AS-10, AS-15: any send re-enables FD_WRITE; one that would
+/// block makes FD_WRITE owed for when room comes back.
+fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
+    sock.link.update(|st| {
+        st.reenable(Reenable::Send);
+        if result == Err(WsaError::WouldBlock) {
+            st.send_would_block();
+        }
+    });
+    result
 }
 
 fn size_u32(n: usize) -> u32 {

@@ -12,14 +12,19 @@ use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bitflags::bitflags;
 use socket2::{Domain, SockAddr, SockRef, Type};
 use tokio::io::Interest;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::unix::AsyncFd;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::task::AbortHandle;
 
 use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
+use super::engine::{self, EventLink, Watched};
+use super::select::SelectState;
 use super::sys;
 use crate::error::WsaError;
 
@@ -43,18 +48,21 @@ bitflags! {
     }
 }
 
-/// Where a socket is in its life.
+/// Where a socket is in its life. Native sockets the event engine watches
+/// are shared with it (`Arc`).
 pub(crate) enum State {
     /// A stream socket that is neither connected nor listening (maybe bound).
     Idle(socket2::Socket),
     /// A stream socket whose non-blocking connect has not finished.
-    Connecting(TcpStream),
+    Connecting(Arc<TcpStream>),
+    /// A stream socket whose connect failed; it may connect again.
+    Failed(Arc<TcpStream>),
     /// A connected stream socket.
-    Connected(TcpStream),
+    Connected(Arc<TcpStream>),
     /// A listening stream socket.
-    Listening(TcpListener),
+    Listening(Arc<AsyncFd<socket2::Socket>>),
     /// A datagram socket (bound or not, connected or not).
-    Datagram(UdpSocket),
+    Datagram(Arc<UdpSocket>),
     /// Only while a call moves the socket from one state to the next.
     Moving,
 }
@@ -69,6 +77,9 @@ pub struct Socket {
     /// non-blocking.
     pub nonblocking: bool,
     pub(crate) state: State,
+    /// The async-select registration and its delivery (WSPAsyncSelect).
+    pub(crate) link: Arc<EventLink>,
+    watcher: Option<AbortHandle>,
     send_shut: bool,
     recv_shut: bool,
     pending_error: Option<WsaError>,
@@ -132,7 +143,7 @@ impl Socket {
         }
         let state = match entry.kind {
             SocketKind::Stream => State::Idle(native),
-            SocketKind::Datagram => State::Datagram(UdpSocket::from_std(native.into())?),
+            SocketKind::Datagram => State::Datagram(Arc::new(UdpSocket::from_std(native.into())?)),
         };
         Ok(Self::with_state(entry, flags, false, state))
     }
@@ -148,10 +159,34 @@ impl Socket {
             flags,
             nonblocking,
             state,
+            link: EventLink::new(0),
+            watcher: None,
             send_shut: false,
             recv_shut: false,
             pending_error: None,
             overlapped: HashMap::new(),
+        }
+    }
+
+    /// What the event engine watches in the current state.
+    pub(crate) fn watched(&self) -> Watched {
+        match &self.state {
+            State::Connecting(s) => Watched::Connecting(s.clone()),
+            State::Connected(s) => Watched::Stream(s.clone()),
+            State::Listening(l) => Watched::Listener(l.clone()),
+            State::Datagram(u) => Watched::Datagram(u.clone()),
+            State::Idle(_) | State::Failed(_) | State::Moving => Watched::Nothing,
+        }
+    }
+
+    /// (Re)starts the event engine for this socket after its registration
+    /// or its state changed; stops it when nothing is registered.
+    pub fn restart_watcher(&mut self) {
+        if let Some(old) = self.watcher.take() {
+            old.abort();
+        }
+        if self.link.is_registered() {
+            self.watcher = Some(engine::spawn(self.link.clone(), self.watched()));
         }
     }
 
@@ -164,9 +199,9 @@ impl Socket {
     pub fn sock_ref(&self) -> SockRef<'_> {
         match &self.state {
             State::Idle(s) => SockRef::from(s),
-            State::Connecting(s) | State::Connected(s) => SockRef::from(s),
-            State::Listening(s) => SockRef::from(s),
-            State::Datagram(s) => SockRef::from(s),
+            State::Connecting(s) | State::Failed(s) | State::Connected(s) => SockRef::from(&**s),
+            State::Listening(s) => SockRef::from(s.get_ref()),
+            State::Datagram(s) => SockRef::from(&**s),
             State::Moving => unreachable!("socket observed between states"),
         }
     }
@@ -201,6 +236,10 @@ impl Socket {
             return Err(WsaError::Inval);
         }
         self.sock_ref().bind(&addr.into())?;
+        if self.entry.kind == SocketKind::Datagram {
+            // SPEC AS-15: a connectionless socket can send once bound.
+            self.link.update(SelectState::datagram_bound);
+        }
         Ok(())
     }
 
@@ -211,7 +250,7 @@ impl Socket {
             State::Listening(_) => return Ok(()),
             State::Connecting(_) | State::Connected(_) => return Err(WsaError::IsConn),
             State::Datagram(_) => return Err(WsaError::OpNotSupp),
-            _ => return Err(WsaError::Inval),
+            State::Idle(_) | State::Failed(_) | State::Moving => return Err(WsaError::Inval),
         }
         let State::Idle(native) = std::mem::replace(&mut self.state, State::Moving) else {
             unreachable!()
@@ -221,14 +260,8 @@ impl Socket {
             self.state = State::Idle(native);
             return Err(e.into());
         }
-        let std_listener: std::net::TcpListener = native.into();
-        match TcpListener::from_std(std_listener) {
-            Ok(listener) => {
-                self.state = State::Listening(listener);
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.state = State::Listening(Arc::new(sys::register_listener(native)?));
+        Ok(())
     }
 
     /// Takes one pending connection if there is one now (non-blocking).
@@ -236,7 +269,7 @@ impl Socket {
         let State::Listening(listener) = &self.state else {
             return Err(WsaError::Inval);
         };
-        let (native, addr) = SockRef::from(listener).accept()?;
+        let (native, addr) = listener.get_ref().accept()?;
         Ok((native, to_socket_addr(&addr)?))
     }
 
@@ -245,9 +278,10 @@ impl Socket {
         let State::Listening(listener) = &self.state else {
             return Err(WsaError::Inval);
         };
-        let (stream, addr) = listener.accept().await?;
-        let std_stream = stream.into_std()?;
-        Ok((socket2::Socket::from(std_stream), addr))
+        let (native, addr) = listener
+            .async_io(Interest::READABLE, |l| l.accept())
+            .await?;
+        Ok((native, to_socket_addr(&addr)?))
     }
 
     /// Wraps an accepted native socket in a guest socket that inherits
@@ -259,92 +293,111 @@ impl Socket {
             self.entry,
             self.flags,
             self.nonblocking,
-            State::Connected(stream),
+            State::Connected(Arc::new(stream)),
         ))
     }
 
-    /// Brings a non-blocking connect up to date: connected, failed (back to
-    /// idle with SO_ERROR set) or still in progress.
+    /// Brings a non-blocking connect up to date: connected, failed (SO_ERROR
+    /// set, the socket reusable) or still in progress. The event engine may
+    /// have seen the outcome first; it keeps the error in the link.
     pub fn refresh_connect(&mut self) {
         let State::Connecting(stream) = &self.state else {
             return;
         };
-        if let Ok(Some(err)) | Err(err) = stream.take_error() {
-            self.fail_connect(WsaError::from(err));
-        } else if stream.peer_addr().is_ok() {
-            let State::Connecting(stream) = std::mem::replace(&mut self.state, State::Moving)
-            else {
-                unreachable!()
-            };
-            self.state = State::Connected(stream);
-        }
-    }
-
-    /// A failed connect leaves the socket idle and reusable (Winsock lets
-    /// the guest connect again after WSAECONNREFUSED, WSAENETUNREACH or
-    /// WSAETIMEDOUT), with SO_ERROR set.
-    fn fail_connect(&mut self, err: WsaError) {
-        let state = std::mem::replace(&mut self.state, State::Moving);
-        self.state = match state {
-            State::Connecting(stream) => match stream.into_std() {
-                Ok(std_stream) => State::Idle(socket2::Socket::from(std_stream)),
-                Err(_) => State::Moving,
+        let failure = match self.link.take_connect_error() {
+            Some(err) => Some(err),
+            None => match stream.take_error() {
+                Ok(Some(err)) | Err(err) => Some(WsaError::from(err)),
+                Ok(None) => None,
             },
-            other => other,
         };
-        if let State::Idle(native) = &self.state {
-            reset_after_failed_connect(native);
-        } else {
-            // The native socket could not be recovered: make a fresh one.
-            self.state = socket2::Socket::new(domain(self.entry.family), Type::STREAM, None)
-                .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                .map(State::Idle)
-                .unwrap_or(State::Moving);
+        let stream = stream.clone();
+        match failure {
+            Some(err) => {
+                reset_after_failed_connect(&SockRef::from(&*stream));
+                self.state = State::Failed(stream);
+                self.pending_error = Some(err);
+                self.link.update(|s| s.connect_finished(Some(err)));
+            }
+            None if stream.peer_addr().is_ok() => {
+                self.state = State::Connected(stream);
+                self.link.update(|s| s.connect_finished(None));
+            }
+            None => {}
         }
-        self.pending_error = Some(err);
     }
 
     /// Connects a stream socket, or sets a datagram socket's default peer.
     /// Blocking stream connects wait for the outcome; non-blocking ones
-    /// return `WSAEWOULDBLOCK` and finish in the background.
+    /// return `WSAEWOULDBLOCK` and finish in the background (FD_CONNECT).
     pub async fn connect(&mut self, addr: SocketAddr) -> Result<(), WsaError> {
         self.check_family(&addr)?;
         self.refresh_connect();
-        match &self.state {
+        let stream = match std::mem::replace(&mut self.state, State::Moving) {
             State::Datagram(udp) => {
-                udp.connect(addr).await?;
-                return Ok(());
+                let result = udp.connect(addr).await.map_err(WsaError::from);
+                self.state = State::Datagram(udp);
+                // SPEC AS-20: FD_CONNECT even when connect completes at once.
+                self.link.update(|s| {
+                    s.connect_started();
+                    s.connect_finished(result.err());
+                });
+                return result;
             }
-            State::Idle(_) => {}
-            State::Connecting(_) => return Err(WsaError::Already),
-            State::Connected(_) => return Err(WsaError::IsConn),
-            State::Listening(_) | State::Moving => return Err(WsaError::Inval),
-        }
-        let State::Idle(native) = std::mem::replace(&mut self.state, State::Moving) else {
-            unreachable!()
+            State::Idle(native) => match native.connect(&addr.into()) {
+                Ok(()) => Arc::new(TcpStream::from_std(native.into())?),
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+                    Arc::new(TcpStream::from_std(native.into())?)
+                }
+                Err(e) => {
+                    reset_after_failed_connect(&SockRef::from(&native));
+                    self.state = State::Idle(native);
+                    return Err(self.failed_at_once(e.into()));
+                }
+            },
+            State::Failed(stream) => match SockRef::from(&*stream).connect(&addr.into()) {
+                Ok(()) => stream,
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => stream,
+                Err(e) => {
+                    reset_after_failed_connect(&SockRef::from(&*stream));
+                    self.state = State::Failed(stream);
+                    return Err(self.failed_at_once(e.into()));
+                }
+            },
+            other => {
+                let err = match other {
+                    State::Connecting(_) => WsaError::Already,
+                    State::Connected(_) => WsaError::IsConn,
+                    _ => WsaError::Inval,
+                };
+                self.state = other;
+                return Err(err);
+            }
         };
-        match native.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => {
-                reset_after_failed_connect(&native);
-                self.state = State::Idle(native);
-                return Err(e.into());
-            }
-        }
-        let stream = TcpStream::from_std(native.into())?;
+        self.link.update(SelectState::connect_started);
+        self.state = State::Connecting(stream.clone());
         if self.nonblocking {
-            self.state = State::Connecting(stream);
+            // Winsock: the outcome of a non-blocking connect is learnt
+            // later (FD_CONNECT, SO_ERROR, getpeername), never at once.
             return Err(WsaError::WouldBlock);
         }
         // Readiness fires on success and on failure alike.
         let _ = stream.writable().await;
-        self.state = State::Connecting(stream);
         self.refresh_connect();
         match &self.state {
             State::Connected(_) => Ok(()),
             _ => Err(self.pending_error.take().unwrap_or(WsaError::ConnRefused)),
         }
+    }
+
+    /// SPEC AS-20: a connect that fails at once still reports FD_CONNECT
+    /// with its error.
+    fn failed_at_once(&self, err: WsaError) -> WsaError {
+        self.link.update(|s| {
+            s.connect_started();
+            s.connect_finished(Some(err));
+        });
+        err
     }
 
     /// The connected peer, if any.
@@ -638,5 +691,15 @@ impl Socket {
         let linger = seconds.map(|s| Duration::from_secs(u64::from(s)));
         self.sock_ref().set_linger(linger)?;
         Ok(())
+    }
+}
+
+impl Drop for Socket {
+    /// SPEC AS-19: after the guest's own close, nothing more is posted.
+    fn drop(&mut self) {
+        self.link.close();
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
     }
 }

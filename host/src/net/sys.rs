@@ -1,4 +1,5 @@
-//! The few socket system calls that take caller-initialised buffers.
+//! The few socket calls that need `unsafe`: receives into caller buffers,
+//! and handing a listener to the reactor.
 //!
 //! socket2 receives into `&mut [MaybeUninit<u8>]`; the host always has an
 //! initialised `&mut [u8]`, which is a valid `MaybeUninit<u8>` slice as
@@ -25,4 +26,15 @@ pub fn recv(socket: &Socket, buf: &mut [u8], flags: i32) -> io::Result<usize> {
 /// `recvfrom(2)` with `flags` into an initialised buffer.
 pub fn recv_from(socket: &Socket, buf: &mut [u8], flags: i32) -> io::Result<(usize, SockAddr)> {
     socket.recv_from_with_flags(as_uninit(buf), flags)
+}
+
+/// Registers a listening socket with tokio's reactor (for accept readiness).
+pub fn register_listener(socket: Socket) -> io::Result<tokio::io::unix::AsyncFd<Socket>> {
+    // SAFETY: the `AsyncFd` takes ownership of `socket`, whose descriptor
+    // therefore stays open and the same for the whole life of the
+    // `AsyncFd`; `Socket::as_raw_fd` always returns that descriptor.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE)
+    }
+    .map_err(io::Error::from)
 }

@@ -18,7 +18,9 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{DEFAULT_MAX_RECV_LEN, DEFAULT_MAX_SOCKETS, NetUse, Policy, Transport};
+use super::{
+    DEFAULT_MAX_QUEUES, DEFAULT_MAX_RECV_LEN, DEFAULT_MAX_SOCKETS, NetUse, Policy, Transport,
+};
 
 /// A policy file that could not be read or understood.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,8 @@ struct LimitsFile {
     max_sockets: u32,
     #[serde(default = "default_max_recv_len")]
     max_recv_len: u32,
+    #[serde(default = "default_max_queues")]
+    max_queues: u32,
 }
 
 impl Default for LimitsFile {
@@ -73,8 +77,13 @@ impl Default for LimitsFile {
         Self {
             max_sockets: DEFAULT_MAX_SOCKETS,
             max_recv_len: DEFAULT_MAX_RECV_LEN,
+            max_queues: DEFAULT_MAX_QUEUES,
         }
     }
+}
+
+fn default_max_queues() -> u32 {
+    DEFAULT_MAX_QUEUES
 }
 
 fn default_max_sockets() -> u32 {
@@ -203,7 +212,8 @@ fn parse(text: &str, where_: String) -> Result<Policy, PolicyError> {
     let file: PolicyFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let mut builder = Policy::builder()
         .max_sockets(file.limits.max_sockets)
-        .max_recv_len(file.limits.max_recv_len);
+        .max_recv_len(file.limits.max_recv_len)
+        .max_queues(file.limits.max_queues);
     for protocol in &file.protocols {
         builder = builder.allow_protocol(match protocol {
             ProtocolName::Tcp => Transport::Tcp,

@@ -24,6 +24,8 @@ pub const DEFAULT_MAX_SOCKETS: u32 = 64;
 /// Default for [`Limits::max_recv_len`]: the largest buffer one receive call
 /// may ask the host to allocate.
 pub const DEFAULT_MAX_RECV_LEN: u32 = 1 << 20;
+/// Default for [`Limits::max_queues`].
+pub const DEFAULT_MAX_QUEUES: u32 = 16;
 /// Largest `backlog` a guest may pass to `wsp-listen`; larger values are
 /// clamped, as Winsock clamps to SOMAXCONN.
 pub const MAX_BACKLOG: u32 = 1024;
@@ -148,6 +150,8 @@ pub struct Limits {
     pub max_sockets: u32,
     /// Largest `max-len` of one receive call; larger requests are clamped.
     pub max_recv_len: u32,
+    /// Most message queues open at once; one more stops the guest.
+    pub max_queues: u32,
 }
 
 impl Default for Limits {
@@ -155,6 +159,7 @@ impl Default for Limits {
         Self {
             max_sockets: DEFAULT_MAX_SOCKETS,
             max_recv_len: DEFAULT_MAX_RECV_LEN,
+            max_queues: DEFAULT_MAX_QUEUES,
         }
     }
 }
@@ -289,6 +294,12 @@ impl PolicyBuilder {
     /// Sets the largest buffer one receive call may ask for.
     pub fn max_recv_len(mut self, max: u32) -> Self {
         self.policy.limits.max_recv_len = max;
+        self
+    }
+
+    /// Sets the message-queue quota.
+    pub fn max_queues(mut self, max: u32) -> Self {
+        self.policy.limits.max_queues = max;
         self
     }
 

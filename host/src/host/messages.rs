@@ -1,0 +1,113 @@
+//! Glue for `wasp:spi/messages`: the guest's message-queue resource and
+//! its pollable. Decides nothing: the queue itself is `net::queue`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+
+use crate::WaspCtxView;
+use crate::bindings::messages::{Host, HostMessageQueue, Message as WitMessage};
+use crate::bindings::types::ErrorCode;
+use crate::net::queue::{Message, MessageQueue};
+
+use super::types::wit_fd_events;
+
+/// The resource behind a guest's `message-queue` handle.
+pub struct GuestQueue(Arc<MessageQueue>);
+
+impl GuestQueue {
+    /// The shared queue.
+    pub fn queue(&self) -> &Arc<MessageQueue> {
+        &self.0
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestQueue {
+    async fn ready(&mut self) {
+        self.0.ready().await;
+    }
+}
+
+fn wit_message(m: Message) -> WitMessage {
+    WitMessage {
+        msg: m.msg,
+        socket: m.socket,
+        event: wit_fd_events(m.notice.event),
+        error: m.notice.error.map(ErrorCode::from),
+        lparam: m.notice.lparam(),
+    }
+}
+
+fn queue(
+    view: &mut WaspCtxView<'_>,
+    handle: &Resource<GuestQueue>,
+) -> wasmtime::Result<Arc<MessageQueue>> {
+    Ok(view.table.get(handle)?.0.clone())
+}
+
+impl Host for WaspCtxView<'_> {}
+
+impl HostMessageQueue for WaspCtxView<'_> {
+    async fn new(&mut self, capacity: u32) -> wasmtime::Result<Resource<GuestQueue>> {
+        let queue = self.ctx.open_queue(capacity)?;
+        Ok(self.table.push(GuestQueue(queue))?)
+    }
+
+    async fn get(
+        &mut self,
+        handle: Resource<GuestQueue>,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Option<WitMessage>> {
+        let queue = queue(self, &handle)?;
+        let timeout = timeout_ms.map(Duration::from_millis);
+        Ok(queue.get(timeout).await.map(wit_message))
+    }
+
+    async fn peek(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<Option<WitMessage>> {
+        Ok(queue(self, &handle)?.peek().map(wit_message))
+    }
+
+    async fn drain(
+        &mut self,
+        handle: Resource<GuestQueue>,
+        max: u32,
+    ) -> wasmtime::Result<Vec<WitMessage>> {
+        let queue = queue(self, &handle)?;
+        Ok(queue
+            .drain(max as usize)
+            .into_iter()
+            .map(wit_message)
+            .collect())
+    }
+
+    async fn subscribe(
+        &mut self,
+        handle: Resource<GuestQueue>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let handle: Resource<GuestQueue> = Resource::new_borrow(handle.rep());
+        subscribe(self.table, handle)
+    }
+
+    async fn len(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u32> {
+        Ok(queue(self, &handle)?.len() as u32)
+    }
+
+    async fn overflows(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u64> {
+        Ok(queue(self, &handle)?.overflows())
+    }
+
+    async fn close(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<()> {
+        queue(self, &handle)?.close();
+        Ok(())
+    }
+
+    async fn drop(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<()> {
+        let queue = self.table.delete(handle)?;
+        queue.0.close();
+        self.ctx.close_queue();
+        Ok(())
+    }
+}

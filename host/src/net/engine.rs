@@ -1,0 +1,395 @@
+//! The event engine of WSPAsyncSelect: for each registered socket, a tokio
+//! task that watches the native socket, feeds what it sees into the
+//! socket's [`SelectState`] and posts the messages that become due into the
+//! guest's queue. The guest never gets a call from the host: it pulls.
+//!
+//! The engine trusts the kernel, not tokio's cached readiness: every wake-up
+//! is checked with `poll(2)` (timeout 0), and readiness that turns out
+//! stale is cleared, so a socket whose condition has been posted and not
+//! re-enabled costs nothing until something changes (no spin, DESIGN §5).
+
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use socket2::SockRef;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, Ready};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::queue::{Message, MessageQueue, Posted};
+use super::select::{Conditions, FdEvents, SelectState};
+use super::sys;
+use crate::error::WsaError;
+
+/// The registration of one socket, shared by the provider (which makes the
+/// guest's calls) and the socket's engine task.
+pub struct EventLink {
+    socket: u32,
+    inner: Mutex<LinkInner>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct LinkInner {
+    state: SelectState,
+    queue: Option<Weak<MessageQueue>>,
+    /// The socket was closed by the guest: post nothing more (SPEC AS-19).
+    closed: bool,
+    /// The error of a failed connect the engine saw first.
+    connect_error: Option<WsaError>,
+}
+
+impl EventLink {
+    /// The link of socket `socket`, with no registration.
+    pub fn new(socket: u32) -> Arc<Self> {
+        Arc::new(Self {
+            socket,
+            inner: Mutex::default(),
+            wake: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LinkInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The socket descriptor (`wParam` of its messages).
+    pub fn socket(&self) -> u32 {
+        self.socket
+    }
+
+    /// WSPAsyncSelect: registers `mask` with message id `msg` on `queue`
+    /// (SPEC AS-5, AS-6).
+    pub fn register(&self, queue: &Arc<MessageQueue>, msg: u32, mask: FdEvents) {
+        self.update(|state| state.register(mask, msg));
+        self.lock().queue = (!mask.is_empty()).then(|| Arc::downgrade(queue));
+    }
+
+    /// Whether messages are to be delivered: some events registered on a
+    /// queue that is still open.
+    pub fn is_registered(&self) -> bool {
+        let inner = self.lock();
+        !inner.closed
+            && !inner.state.mask().is_empty()
+            && inner
+                .queue
+                .as_ref()
+                .and_then(Weak::upgrade)
+                .is_some_and(|q| !q.is_closed())
+    }
+
+    /// Changes the select state (a guest call happened) and wakes the
+    /// engine to deliver what became due.
+    pub fn update(&self, change: impl FnOnce(&mut SelectState)) {
+        change(&mut self.lock().state);
+        self.wake.notify_one();
+    }
+
+    /// Gives an accepted socket's link the registration of this listener's
+    /// (SPEC AS-7).
+    pub fn inherit_into(&self, child: &EventLink) {
+        let (state, queue) = {
+            let inner = self.lock();
+            (inner.state.inherit(), inner.queue.clone())
+        };
+        let mut child_inner = child.lock();
+        child_inner.state = state;
+        child_inner.queue = queue;
+    }
+
+    /// The connect error the engine saw first, if any.
+    pub fn take_connect_error(&self) -> Option<WsaError> {
+        self.lock().connect_error.take()
+    }
+
+    /// The guest closed the socket: deliver nothing more (SPEC AS-19).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+}
+
+/// The native socket an engine task watches.
+pub enum Watched {
+    /// A stream socket whose connect is in progress.
+    Connecting(Arc<TcpStream>),
+    /// A connected stream socket.
+    Stream(Arc<TcpStream>),
+    /// A listening socket.
+    Listener(Arc<AsyncFd<socket2::Socket>>),
+    /// A datagram socket.
+    Datagram(Arc<UdpSocket>),
+    /// Nothing to watch (idle socket): only guest calls change anything.
+    Nothing,
+}
+
+/// Starts the engine task of one socket on the current tokio runtime.
+pub fn spawn(link: Arc<EventLink>, watched: Watched) -> AbortHandle {
+    tokio::spawn(run(link, watched)).abort_handle()
+}
+
+/// What one look at the native socket found.
+#[derive(Default)]
+struct Observed {
+    now: Conditions,
+    /// The connection closed: `None` gracefully, or the error.
+    close: Option<Option<WsaError>>,
+    /// A connect in progress finished: `None` success, or the error.
+    connect: Option<Option<WsaError>>,
+}
+
+fn poll_now(fd: impl AsFd) -> PollFlags {
+    let wanted = PollFlags::IN | PollFlags::PRI | PollFlags::OUT | PollFlags::RDHUP;
+    let mut fds = [PollFd::new(&fd, wanted)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&zero)) {
+        Ok(_) => fds[0].revents(),
+        Err(_) => PollFlags::empty(),
+    }
+}
+
+fn close_error(err: std::io::Error) -> WsaError {
+    match WsaError::from(err) {
+        WsaError::ConnReset => WsaError::ConnReset,
+        WsaError::NetDown => WsaError::NetDown,
+        _ => WsaError::ConnAborted,
+    }
+}
+
+fn observe_stream(stream: &TcpStream) -> Observed {
+    let flags = poll_now(stream);
+    let sock = SockRef::from(stream);
+    let unread = rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0);
+    let ended = flags.intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR);
+    let close = if ended && unread == 0 {
+        let mut probe = [0u8; 1];
+        match sys::recv(&sock, &mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Ok(0) => Some(None),
+            Ok(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => Some(Some(close_error(e))),
+        }
+    } else {
+        None
+    };
+    Observed {
+        now: Conditions {
+            data: unread > 0,
+            oob: flags.contains(PollFlags::PRI),
+            pending_accept: false,
+            writable: flags.contains(PollFlags::OUT),
+            oob_inline: sock.out_of_band_inline().unwrap_or(false),
+        },
+        close,
+        connect: None,
+    }
+}
+
+fn observe(watched: &Watched, link: &EventLink) -> Observed {
+    match watched {
+        Watched::Connecting(stream) => {
+            let flags = poll_now(&**stream);
+            if !flags.intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP) {
+                return Observed::default();
+            }
+            let outcome = match stream.take_error() {
+                Ok(Some(err)) | Err(err) => {
+                    let err = WsaError::from(err);
+                    link.lock().connect_error = Some(err);
+                    Some(Some(err))
+                }
+                // The provider may have seen (and reported) it first.
+                Ok(None) if stream.peer_addr().is_ok() => Some(None),
+                Ok(None) => None,
+            };
+            Observed {
+                connect: outcome,
+                ..Observed::default()
+            }
+        }
+        Watched::Stream(stream) => observe_stream(stream),
+        Watched::Listener(listener) => Observed {
+            now: Conditions {
+                pending_accept: poll_now(listener.get_ref()).contains(PollFlags::IN),
+                ..Conditions::default()
+            },
+            ..Observed::default()
+        },
+        Watched::Datagram(udp) => {
+            let flags = poll_now(&**udp);
+            Observed {
+                now: Conditions {
+                    data: flags.contains(PollFlags::IN),
+                    writable: flags.contains(PollFlags::OUT),
+                    ..Conditions::default()
+                },
+                ..Observed::default()
+            }
+        }
+        Watched::Nothing => Observed::default(),
+    }
+}
+
+/// What the task waits for next.
+enum Next {
+    /// Stop: the socket was closed, unregistered, or its queue is gone.
+    Stop,
+    /// Wait for readiness of `interest` (if any), a guest call, or room in
+    /// `full` when a post found the queue full.
+    Wait {
+        interest: Option<Interest>,
+        full: Option<Arc<MessageQueue>>,
+    },
+}
+
+fn merge(a: Option<Interest>, b: Interest) -> Option<Interest> {
+    Some(match a {
+        Some(a) => a | b,
+        None => b,
+    })
+}
+
+/// Looks at the socket, posts what is due, and says what to wait for.
+fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
+    let seen = observe(watched, link);
+    let mut inner = link.lock();
+    if inner.closed {
+        return Next::Stop;
+    }
+    let Some(queue) = inner.queue.as_ref().and_then(Weak::upgrade) else {
+        return Next::Stop;
+    };
+    if let Some(outcome) = seen.connect {
+        inner.state.connect_finished(outcome);
+        if let Watched::Connecting(stream) = watched {
+            *watched = match outcome {
+                None => Watched::Stream(stream.clone()),
+                Some(_) => Watched::Nothing,
+            };
+        }
+    }
+    let seen = match (&*watched, seen.connect) {
+        // Just connected: look again as a connected stream.
+        (Watched::Stream(stream), Some(None)) => observe_stream(stream),
+        _ => seen,
+    };
+    if let Some(close) = seen.close {
+        inner.state.close_arrived(close);
+    }
+    inner.state.observe(seen.now);
+    let mut full = None;
+    while let Some(notice) = inner.state.next_due() {
+        let message = Message {
+            msg: inner.state.msg(),
+            socket: link.socket,
+            notice,
+        };
+        match queue.post(message) {
+            Posted::Queued => inner.state.posted(notice.event),
+            Posted::Full => {
+                full = Some(queue.clone());
+                break;
+            }
+            Posted::Closed => return Next::Stop,
+        }
+    }
+    let state = &inner.state;
+    let now = state.conditions();
+    let mut interest = None;
+    let watching = |e| state.watching(e);
+    match watched {
+        Watched::Connecting(_) => interest = merge(interest, Interest::WRITABLE),
+        Watched::Stream(_) | Watched::Datagram(_) | Watched::Listener(_) => {
+            if (watching(FdEvents::READ) && !now.data)
+                || (watching(FdEvents::ACCEPT) && !now.pending_accept)
+                || (watching(FdEvents::CLOSE) && seen.close.is_none())
+            {
+                interest = merge(interest, Interest::READABLE);
+            }
+            if watching(FdEvents::OOB) && !now.oob {
+                interest = merge(interest, Interest::PRIORITY);
+            }
+            if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
+                interest = merge(interest, Interest::WRITABLE);
+            }
+        }
+        Watched::Nothing => {}
+    }
+    Next::Wait { interest, full }
+}
+
+/// Waits for readiness; readiness the kernel does not confirm is cleared.
+async fn ready(watched: &Watched, interest: Interest) {
+    let stale = |r: Ready| {
+        let flags = match watched {
+            Watched::Connecting(s) | Watched::Stream(s) => poll_now(&**s),
+            Watched::Datagram(u) => poll_now(&**u),
+            Watched::Listener(l) => poll_now(l.get_ref()),
+            Watched::Nothing => PollFlags::empty(),
+        };
+        let confirmed = (r.is_readable()
+            && flags.intersects(PollFlags::IN | PollFlags::RDHUP | PollFlags::HUP))
+            || (r.is_writable() && flags.contains(PollFlags::OUT))
+            || (r.is_priority() && flags.contains(PollFlags::PRI))
+            || flags.intersects(PollFlags::ERR | PollFlags::HUP);
+        !confirmed
+    };
+    let would_block = || -> std::io::Result<()> { Err(std::io::ErrorKind::WouldBlock.into()) };
+    match watched {
+        Watched::Connecting(s) | Watched::Stream(s) => {
+            if let Ok(r) = s.ready(interest).await
+                && stale(r)
+            {
+                let _ = s.try_io(interest, would_block);
+            }
+        }
+        Watched::Datagram(u) => {
+            if let Ok(r) = u.ready(interest).await
+                && stale(r)
+            {
+                let _ = u.try_io(interest, would_block);
+            }
+        }
+        Watched::Listener(l) => {
+            if let Ok(mut guard) = l.ready(interest).await
+                && stale(guard.ready())
+            {
+                guard.clear_ready();
+            }
+        }
+        Watched::Nothing => std::future::pending().await,
+    }
+}
+
+async fn run(link: Arc<EventLink>, mut watched: Watched) {
+    loop {
+        let woken = link.wake.notified();
+        let (interest, full) = match deliver(&link, &mut watched) {
+            Next::Stop => return,
+            Next::Wait { interest, full } => (interest, full),
+        };
+        tokio::select! {
+            () = async {
+                match interest {
+                    Some(interest) => ready(&watched, interest).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            () = woken => {}
+            () = async {
+                match &full {
+                    Some(queue) => queue.room().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
+}

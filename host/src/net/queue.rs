@@ -1,0 +1,274 @@
+//! Guest-owned message queues: the HWND of this world (SPEC mapping of
+//! `WPUPostMessage`). The event engine posts, the guest takes.
+//!
+//! A queue is bounded by its capacity. When it is full, FD_READ, FD_WRITE,
+//! FD_OOB, FD_ACCEPT and the change notifications are not dropped: their
+//! event stays due in the socket's state and is posted as soon as the guest
+//! makes room, and the queue counts how often a post had to wait
+//! ([`MessageQueue::overflows`]). FD_CONNECT and FD_CLOSE are never held
+//! back: they go past the capacity (at most two per socket, so the excess
+//! is bounded by the socket quota).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::select::{FdEvents, Notice};
+
+/// Largest capacity a guest may ask for.
+pub const MAX_QUEUE_CAPACITY: u32 = 1 << 16;
+
+/// One posted message (SPEC AS-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The message id given to `wsp-async-select` (`wMsg`).
+    pub msg: u32,
+    /// The socket (`wParam`).
+    pub socket: u32,
+    /// The event and its error (`lParam`).
+    pub notice: Notice,
+}
+
+/// What happened to a post.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// The message is in the queue.
+    Queued,
+    /// The queue is full; try again once it has room.
+    Full,
+    /// The queue was closed by its owner: stop posting to it.
+    Closed,
+}
+
+#[derive(Default)]
+struct Inner {
+    messages: VecDeque<Message>,
+    capacity: usize,
+    closed: bool,
+    overflows: u64,
+}
+
+/// A bounded message queue shared by the guest and the event engine.
+#[derive(Default)]
+pub struct MessageQueue {
+    inner: Mutex<Inner>,
+    arrived: Notify,
+    room: Notify,
+}
+
+impl MessageQueue {
+    /// A queue of at most `capacity` messages (clamped to
+    /// 1..=[`MAX_QUEUE_CAPACITY`]).
+    pub fn new(capacity: u32) -> Arc<Self> {
+        let queue = Self::default();
+        queue.lock().capacity = capacity.clamp(1, MAX_QUEUE_CAPACITY) as usize;
+        Arc::new(queue)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Posts `message`; FD_CONNECT and FD_CLOSE go in even when full.
+    pub fn post(&self, message: Message) -> Posted {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Posted::Closed;
+        }
+        let critical = (FdEvents::CONNECT | FdEvents::CLOSE).contains(message.notice.event);
+        if inner.messages.len() >= inner.capacity && !critical {
+            inner.overflows += 1;
+            return Posted::Full;
+        }
+        inner.messages.push_back(message);
+        drop(inner);
+        self.arrived.notify_waiters();
+        Posted::Queued
+    }
+
+    fn took(&self, inner: MutexGuard<'_, Inner>, took: usize) {
+        let has_room = took > 0 && inner.messages.len() < inner.capacity;
+        drop(inner);
+        if has_room {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Takes the oldest message without waiting.
+    pub fn try_get(&self) -> Option<Message> {
+        let mut inner = self.lock();
+        let message = inner.messages.pop_front();
+        self.took(inner, usize::from(message.is_some()));
+        message
+    }
+
+    /// Takes the oldest message, waiting up to `timeout` (forever with
+    /// `None`). Only the calling guest waits.
+    pub async fn get(&self, timeout: Option<Duration>) -> Option<Message> {
+        let wait = async {
+            loop {
+                let arrived = self.arrived.notified();
+                if let Some(message) = self.try_get() {
+                    return Some(message);
+                }
+                if self.is_closed() {
+                    return None;
+                }
+                arrived.await;
+            }
+        };
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, wait).await.ok().flatten(),
+            None => wait.await,
+        }
+    }
+
+    /// Waits until a message is there (or the queue is closed).
+    pub async fn ready(&self) {
+        loop {
+            let arrived = self.arrived.notified();
+            {
+                let inner = self.lock();
+                if !inner.messages.is_empty() || inner.closed {
+                    return;
+                }
+            }
+            arrived.await;
+        }
+    }
+
+    /// The oldest message, left in the queue.
+    pub fn peek(&self) -> Option<Message> {
+        self.lock().messages.front().copied()
+    }
+
+    /// Takes up to `max` messages at once, oldest first.
+    pub fn drain(&self, max: usize) -> Vec<Message> {
+        let mut inner = self.lock();
+        let n = max.min(inner.messages.len());
+        let out: Vec<Message> = inner.messages.drain(..n).collect();
+        self.took(inner, out.len());
+        out
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.lock().messages.len()
+    }
+
+    /// Whether no message waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many posts found the queue full and had to wait.
+    pub fn overflows(&self) -> u64 {
+        self.lock().overflows
+    }
+
+    /// Closes the queue: posting stops, waiting `get`s return `None`, and
+    /// `wsp-async-select` with it is WSAEINVAL (SPEC AS-3).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.arrived.notify_waiters();
+        self.room.notify_waiters();
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Waits until a post that found the queue full may succeed.
+    pub async fn room(&self) {
+        loop {
+            let room = self.room.notified();
+            {
+                let inner = self.lock();
+                if inner.closed || inner.messages.len() < inner.capacity {
+                    return;
+                }
+            }
+            room.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::WsaError;
+
+    fn message(event: FdEvents) -> Message {
+        Message {
+            msg: 1,
+            socket: 2,
+            notice: Notice { event, error: None },
+        }
+    }
+
+    #[test]
+    fn full_queue_holds_back_ordinary_events_but_never_connect_or_close() {
+        let queue = MessageQueue::new(1);
+        assert_eq!(queue.post(message(FdEvents::READ)), Posted::Queued);
+        assert_eq!(queue.post(message(FdEvents::WRITE)), Posted::Full);
+        assert_eq!(queue.overflows(), 1);
+        let close = Message {
+            notice: Notice {
+                event: FdEvents::CLOSE,
+                error: Some(WsaError::ConnReset),
+            },
+            ..message(FdEvents::CLOSE)
+        };
+        assert_eq!(queue.post(message(FdEvents::CONNECT)), Posted::Queued);
+        assert_eq!(queue.post(close), Posted::Queued);
+        assert_eq!(queue.drain(10).len(), 3);
+    }
+
+    #[test]
+    fn peek_leaves_and_drain_takes_in_order() {
+        let queue = MessageQueue::new(8);
+        for e in [FdEvents::READ, FdEvents::WRITE, FdEvents::ACCEPT] {
+            queue.post(message(e));
+        }
+        assert_eq!(queue.peek().unwrap().notice.event, FdEvents::READ);
+        assert_eq!(queue.len(), 3);
+        let events: Vec<_> = queue.drain(2).iter().map(|m| m.notice.event).collect();
+        assert_eq!(events, [FdEvents::READ, FdEvents::WRITE]);
+        assert_eq!(queue.try_get().unwrap().notice.event, FdEvents::ACCEPT);
+        assert!(queue.try_get().is_none());
+    }
+
+    #[tokio::test]
+    async fn get_times_out_and_close_wakes_waiters() {
+        let queue = MessageQueue::new(4);
+        assert_eq!(queue.get(Some(Duration::from_millis(10))).await, None);
+        let waiter = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.get(None).await })
+        };
+        tokio::task::yield_now().await;
+        queue.close();
+        assert_eq!(waiter.await.unwrap(), None);
+        assert_eq!(queue.post(message(FdEvents::READ)), Posted::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_get_receives_a_later_post() {
+        let queue = MessageQueue::new(4);
+        let waiter = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.get(Some(Duration::from_secs(30))).await })
+        };
+        tokio::task::yield_now().await;
+        queue.post(message(FdEvents::ACCEPT));
+        assert_eq!(
+            waiter.await.unwrap().unwrap().notice.event,
+            FdEvents::ACCEPT
+        );
+    }
+}
