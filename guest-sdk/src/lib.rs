@@ -34,7 +34,7 @@ pub mod raw {
         world: "wasp:spi/plugin",
         generate_all,
     });
-    pub use wasp::spi::{sockets, types};
+    pub use wasp::spi::{messages, sockets, types};
 }
 
 pub use error::{Result, WsaError};

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod async_select;
 mod cli;
 mod companions;
 mod deny_matrix;

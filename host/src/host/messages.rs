@@ -24,8 +24,13 @@ impl GuestQueue {
     }
 }
 
+/// What a queue's pollable waits on: its own table entry sharing the
+/// queue, so that the guest may drop the queue and its pollables in any
+/// order (the pollable owns this entry, not the guest's queue handle).
+struct QueueWatch(Arc<MessageQueue>);
+
 #[wasmtime_wasi::async_trait]
-impl Pollable for GuestQueue {
+impl Pollable for QueueWatch {
     async fn ready(&mut self) {
         self.0.ready().await;
     }
@@ -87,8 +92,9 @@ impl HostMessageQueue for WaspCtxView<'_> {
         &mut self,
         handle: Resource<GuestQueue>,
     ) -> wasmtime::Result<Resource<DynPollable>> {
-        let handle: Resource<GuestQueue> = Resource::new_borrow(handle.rep());
-        subscribe(self.table, handle)
+        let shared = queue(self, &handle)?;
+        let watch = self.table.push(QueueWatch(shared))?;
+        subscribe(self.table, watch)
     }
 
     async fn len(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u32> {

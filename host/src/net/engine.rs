@@ -102,6 +102,11 @@ impl EventLink {
         child_inner.queue = queue;
     }
 
+    /// The registered events.
+    pub fn registered_mask(&self) -> FdEvents {
+        self.lock().state.mask()
+    }
+
     /// The connect error the engine saw first, if any.
     pub fn take_connect_error(&self) -> Option<WsaError> {
         self.lock().connect_error.take()
@@ -141,6 +146,9 @@ struct Observed {
     close: Option<Option<WsaError>>,
     /// A connect in progress finished: `None` success, or the error.
     connect: Option<Option<WsaError>>,
+    /// The peer's end is closed (or the connection broke): nothing new
+    /// will arrive to read, so readability is no news.
+    ended: bool,
 }
 
 fn poll_now(fd: impl AsFd) -> PollFlags {
@@ -190,6 +198,7 @@ fn observe_stream(stream: &TcpStream) -> Observed {
         },
         close,
         connect: None,
+        ended,
     }
 }
 
@@ -307,6 +316,15 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
     let watching = |e| state.watching(e);
     match watched {
         Watched::Connecting(_) => interest = merge(interest, Interest::WRITABLE),
+        // A stream whose close indication arrived stays "ready" for ever:
+        // nothing new can happen on it but the guest's own calls.
+        Watched::Stream(_) if state.close_arrived_already() => {}
+        Watched::Stream(_) if seen.ended => {
+            // Only room to send can still change by itself.
+            if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
+                interest = merge(interest, Interest::WRITABLE);
+            }
+        }
         Watched::Stream(_) | Watched::Datagram(_) | Watched::Listener(_) => {
             if (watching(FdEvents::READ) && !now.data)
                 || (watching(FdEvents::ACCEPT) && !now.pending_accept)
@@ -327,50 +345,92 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
 }
 
 /// Waits for readiness; readiness the kernel does not confirm is cleared.
-async fn ready(watched: &Watched, interest: Interest) {
+/// Urgent-data readiness of a stream: tokio registers streams for read and
+/// write only, so FD_OOB watches a duplicate descriptor registered for
+/// `EPOLLPRI`.
+type UrgentWatch = AsyncFd<std::os::fd::OwnedFd>;
+
+/// Waits for readiness; readiness the kernel does not confirm is cleared.
+async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Interest) {
+    let flags_now = || match watched {
+        Watched::Connecting(s) | Watched::Stream(s) => poll_now(&**s),
+        Watched::Datagram(u) => poll_now(&**u),
+        Watched::Listener(l) => poll_now(l.get_ref()),
+        Watched::Nothing => PollFlags::empty(),
+    };
+    // Readiness that only reflects an error or hang-up is stale too: the
+    // engine already looked at the socket and found nothing due.
     let stale = |r: Ready| {
-        let flags = match watched {
-            Watched::Connecting(s) | Watched::Stream(s) => poll_now(&**s),
-            Watched::Datagram(u) => poll_now(&**u),
-            Watched::Listener(l) => poll_now(l.get_ref()),
-            Watched::Nothing => PollFlags::empty(),
-        };
-        let confirmed = (r.is_readable()
-            && flags.intersects(PollFlags::IN | PollFlags::RDHUP | PollFlags::HUP))
+        let flags = flags_now();
+        let confirmed = (r.is_readable() && flags.intersects(PollFlags::IN | PollFlags::RDHUP))
             || (r.is_writable() && flags.contains(PollFlags::OUT))
-            || (r.is_priority() && flags.contains(PollFlags::PRI))
-            || flags.intersects(PollFlags::ERR | PollFlags::HUP);
+            || (r.is_priority() && flags.contains(PollFlags::PRI));
         !confirmed
     };
     let would_block = || -> std::io::Result<()> { Err(std::io::ErrorKind::WouldBlock.into()) };
-    match watched {
-        Watched::Connecting(s) | Watched::Stream(s) => {
-            if let Ok(r) = s.ready(interest).await
-                && stale(r)
-            {
-                let _ = s.try_io(interest, would_block);
+    let (main, wants_urgent) = match urgent {
+        Some(_) if interest.is_priority() => (interest.remove(Interest::PRIORITY), true),
+        _ => (Some(interest), false),
+    };
+    let on_main = async {
+        let Some(interest) = main else {
+            return std::future::pending().await;
+        };
+        match watched {
+            Watched::Connecting(s) | Watched::Stream(s) => {
+                if let Ok(r) = s.ready(interest).await
+                    && stale(r)
+                {
+                    let _ = s.try_io(interest, would_block);
+                }
             }
-        }
-        Watched::Datagram(u) => {
-            if let Ok(r) = u.ready(interest).await
-                && stale(r)
-            {
-                let _ = u.try_io(interest, would_block);
+            Watched::Datagram(u) => {
+                if let Ok(r) = u.ready(interest).await
+                    && stale(r)
+                {
+                    let _ = u.try_io(interest, would_block);
+                }
             }
-        }
-        Watched::Listener(l) => {
-            if let Ok(mut guard) = l.ready(interest).await
-                && stale(guard.ready())
-            {
-                guard.clear_ready();
+            Watched::Listener(l) => {
+                if let Ok(mut guard) = l.ready(interest).await
+                    && stale(guard.ready())
+                {
+                    guard.clear_ready();
+                }
             }
+            Watched::Nothing => std::future::pending().await,
         }
-        Watched::Nothing => std::future::pending().await,
+    };
+    let on_urgent = async {
+        match urgent {
+            Some(watch) if wants_urgent => {
+                if let Ok(mut guard) = watch.ready(Interest::PRIORITY).await
+                    && stale(guard.ready())
+                {
+                    guard.clear_ready();
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = on_main => {}
+        () = on_urgent => {}
     }
 }
 
 async fn run(link: Arc<EventLink>, mut watched: Watched) {
+    let urgent = match &watched {
+        Watched::Connecting(s) | Watched::Stream(s)
+            if link.registered_mask().contains(FdEvents::OOB) =>
+        {
+            sys::register_urgent(&**s).ok()
+        }
+        _ => None,
+    };
     loop {
+        // Whatever happens, give the runtime its turn now and then.
+        tokio::task::consume_budget().await;
         let woken = link.wake.notified();
         let (interest, full) = match deliver(&link, &mut watched) {
             Next::Stop => return,
@@ -379,7 +439,7 @@ async fn run(link: Arc<EventLink>, mut watched: Watched) {
         tokio::select! {
             () = async {
                 match interest {
-                    Some(interest) => ready(&watched, interest).await,
+                    Some(interest) => ready(&watched, urgent.as_ref(), interest).await,
                     None => std::future::pending().await,
                 }
             } => {}

@@ -222,6 +222,11 @@ impl SelectState {
         }
     }
 
+    /// Whether the close indication has arrived (nothing new can be read).
+    pub fn close_arrived_already(&self) -> bool {
+        self.close_outcome.is_some()
+    }
+
     /// Whether FD_WRITE is owed (the engine then watches for room).
     pub fn write_owed(&self) -> bool {
         self.write_owed

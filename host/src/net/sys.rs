@@ -38,3 +38,18 @@ pub fn register_listener(socket: Socket) -> io::Result<tokio::io::unix::AsyncFd<
     }
     .map_err(io::Error::from)
 }
+
+/// Registers a duplicate of a stream's descriptor with tokio's reactor for
+/// urgent-data (`EPOLLPRI`) readiness, which tokio's own registration of
+/// the stream does not include.
+pub fn register_urgent(
+    stream: &impl std::os::fd::AsFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    let duplicate = rustix::io::dup(stream)?;
+    // SAFETY: the `AsyncFd` owns `duplicate`, a descriptor of its own that
+    // stays open and the same for the whole life of the `AsyncFd`.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(duplicate, tokio::io::Interest::PRIORITY)
+    }
+    .map_err(io::Error::from)
+}

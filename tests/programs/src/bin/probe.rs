@@ -9,8 +9,11 @@
 
 use std::net::SocketAddr;
 
+use wasp_guest::raw::messages::{Message, MessageQueue};
 use wasp_guest::raw::sockets as wsp;
+use wasp_guest::raw::types::FdEvents;
 use wasp_guest::raw::types::ProtocolInfo;
+use wasp_guest::raw::wasi::io::poll::Pollable;
 use wasp_guest::{
     IoctlCommand, IoctlResult, MessageFlags, ShutdownHow, SocketFlags, Sockopt, SockoptName,
     WsaError,
@@ -18,6 +21,8 @@ use wasp_guest::{
 
 struct Probe {
     sockets: Vec<u32>,
+    queues: Vec<Option<MessageQueue>>,
+    pollables: Vec<Pollable>,
 }
 
 type Outcome = Result<String, WsaError>;
@@ -25,6 +30,8 @@ type Outcome = Result<String, WsaError>;
 fn main() {
     let mut probe = Probe {
         sockets: Vec::new(),
+        queues: Vec::new(),
+        pollables: Vec::new(),
     };
     for command in std::env::args().skip(1) {
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -50,6 +57,41 @@ fn flags_of(words: &[&str]) -> MessageFlags {
         }
     }
     flags
+}
+
+const EVENT_NAMES: [(&str, FdEvents); 10] = [
+    ("read", FdEvents::READ),
+    ("write", FdEvents::WRITE),
+    ("oob", FdEvents::OOB),
+    ("accept", FdEvents::ACCEPT),
+    ("connect", FdEvents::CONNECT),
+    ("close", FdEvents::CLOSE),
+    ("qos", FdEvents::QOS),
+    ("group-qos", FdEvents::GROUP_QOS),
+    (
+        "routing-interface-change",
+        FdEvents::ROUTING_INTERFACE_CHANGE,
+    ),
+    ("address-list-change", FdEvents::ADDRESS_LIST_CHANGE),
+];
+
+fn events_of(words: &[&str]) -> FdEvents {
+    words.iter().fold(FdEvents::empty(), |acc, w| {
+        acc | EVENT_NAMES
+            .iter()
+            .find(|(name, _)| name == w)
+            .map(|(_, e)| *e)
+            .unwrap_or_else(|| panic!("unknown event {w}"))
+    })
+}
+
+fn event_name(event: FdEvents) -> String {
+    let names: Vec<&str> = EVENT_NAMES
+        .iter()
+        .filter(|(_, e)| event.contains(*e))
+        .map(|(name, _)| *name)
+        .collect();
+    names.join("+")
 }
 
 fn token_of(words: &[&str]) -> Option<u64> {
@@ -358,13 +400,18 @@ impl Probe {
                 }
                 Ok("never blocked".into())
             }
-            // drain S N: blocking receives until N bytes or end of stream
+            // drain S N: receives until N bytes, the end of the stream, or
+            // (non-blocking) WSAEWOULDBLOCK
             "drain" => {
                 let s = self.sock(arg(1));
                 let want: u64 = arg(2).parse().expect("count");
                 let mut got = 0u64;
                 while got < want {
-                    let data = wsp::wsp_recv(s, 65536, MessageFlags::empty())?;
+                    let data = match wsp::wsp_recv(s, 65536, MessageFlags::empty()) {
+                        Ok(data) => data,
+                        Err(wasp_guest::ErrorCode::Wsaewouldblock) => break,
+                        Err(e) => return Err(e.into()),
+                    };
                     if data.is_empty() {
                         break;
                     }
@@ -385,9 +432,122 @@ impl Probe {
                 }
                 Ok("still connecting".into())
             }
+            // queue CAP: a message queue qN
+            "queue" => {
+                self.queues
+                    .push(Some(MessageQueue::new(arg(1).parse().expect("capacity"))));
+                Ok(format!("q{}", self.queues.len() - 1))
+            }
+            // select S qN MSG [read] [write] [oob] [accept] [connect] [close] [qos] ...
+            "select" => {
+                let events = events_of(&w[4..]);
+                let queue = self.queue(arg(2));
+                wsp::wsp_async_select(
+                    self.sock(arg(1)),
+                    queue,
+                    arg(3).parse().expect("msg"),
+                    events,
+                )?;
+                Ok(String::new())
+            }
+            // get qN TIMEOUT_MS: one message, or `none`
+            "get" => {
+                let message = self
+                    .queue(arg(1))
+                    .get(Some(arg(2).parse().expect("timeout")));
+                Ok(message.map_or_else(|| "none".into(), |m| self.show_message(&m)))
+            }
+            "peek" => Ok(self
+                .queue(arg(1))
+                .peek()
+                .map_or_else(|| "none".into(), |m| self.show_message(&m))),
+            // qdrain qN MAX: messages separated by ` | `
+            "qdrain" => {
+                let messages = self.queue(arg(1)).drain(arg(2).parse().expect("max"));
+                let shown: Vec<String> = messages.iter().map(|m| self.show_message(m)).collect();
+                Ok(shown.join(" | "))
+            }
+            // collect qN N TIMEOUT_MS: waits for N messages, prints them sorted
+            "collect" => {
+                let want: usize = arg(2).parse().expect("count");
+                let timeout: u64 = arg(3).parse().expect("timeout");
+                let mut shown = Vec::new();
+                while shown.len() < want {
+                    match self.queue(arg(1)).get(Some(timeout)) {
+                        Some(m) => shown.push(self.show_message(&m)),
+                        None => break,
+                    }
+                }
+                shown.sort();
+                Ok(shown.join(" | "))
+            }
+            "qlen" => Ok(self.queue(arg(1)).len().to_string()),
+            "overflowed" => Ok((self.queue(arg(1)).overflows() > 0).to_string()),
+            // await-overflow qN: waits (up to 10 s) until a post found qN full
+            "await-overflow" => {
+                let pause = MessageQueue::new(1);
+                for _ in 0..1000 {
+                    if self.queue(arg(1)).overflows() > 0 {
+                        return Ok("true".into());
+                    }
+                    pause.get(Some(10));
+                }
+                Ok("false".into())
+            }
+            "qclose" => {
+                self.queue(arg(1)).close();
+                Ok(String::new())
+            }
+            "qdrop" => {
+                let index: usize = arg(1).trim_start_matches('q').parse().expect("queue");
+                self.queues[index] = None;
+                Ok(String::new())
+            }
+            // subscribe qN: a pollable pN; ready pN: whether it is ready now;
+            // block pN: waits for it
+            "subscribe" => {
+                let pollable = self.queue(arg(1)).subscribe();
+                self.pollables.push(pollable);
+                Ok(format!("p{}", self.pollables.len() - 1))
+            }
+            "ready" => Ok(self.pollable(arg(1)).ready().to_string()),
+            "block" => {
+                self.pollable(arg(1)).block();
+                Ok(String::new())
+            }
             "echo" => Ok(w[1..].join(" ")),
             other => panic!("unknown command {other}"),
         }
+    }
+
+    fn queue(&self, word: &str) -> &MessageQueue {
+        let index: usize = word.trim_start_matches('q').parse().expect("queue name qN");
+        self.queues[index].as_ref().expect("queue not dropped")
+    }
+
+    fn pollable(&self, word: &str) -> &Pollable {
+        let index: usize = word
+            .trim_start_matches('p')
+            .parse()
+            .expect("pollable name pN");
+        &self.pollables[index]
+    }
+
+    /// `msg=M s=sK event=E error=X lparam=L`, sockets by their probe name.
+    fn show_message(&self, m: &Message) -> String {
+        let socket = match self.sockets.iter().position(|&s| s == m.socket) {
+            Some(i) => format!("s{i}"),
+            None => format!("#{}", m.socket),
+        };
+        let error = m
+            .error
+            .map_or_else(|| "none".into(), |e| WsaError(e).name());
+        format!(
+            "msg={} s={socket} event={} error={error} lparam={:#x}",
+            m.msg,
+            event_name(m.event),
+            m.lparam
+        )
     }
 
     /// `ID` takes the catalogue entry as the host publishes it;
