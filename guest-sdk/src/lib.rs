@@ -6,6 +6,8 @@
 //!
 //! - [`raw`] holds the generated bindings: `wsp_socket`, `wsp_send`, ...
 //!   exactly as in the WIT, for code that wants Winsock as it is.
+//! - [`EventQueue`] is WSPAsyncSelect: register sockets, then run a message
+//!   loop ([`EventQueue::run`], [`Dispatcher`]) over FD_* [`Event`]s.
 //! - [`Socket`] is the idiomatic layer: `std::net::SocketAddr` in and out,
 //!   [`Result`] with a [`WsaError`] that converts into `std::io::Error`,
 //!   `std::io::Read`/`Write`, and close on drop.
@@ -24,6 +26,7 @@
 //! one guest, and an IPv6 socket is IPv6-only.
 
 mod error;
+mod events;
 mod socket;
 
 /// The generated `wasp:spi` bindings (the WIT, as Rust).
@@ -38,7 +41,9 @@ pub mod raw {
 }
 
 pub use error::{Result, WsaError};
+pub use events::{DEFAULT_BATCH, Dispatcher, Event, EventQueue};
 pub use raw::sockets::{IoctlCommand, IoctlResult, Sockopt, SockoptName};
+pub use raw::types::FdEvents;
 pub use raw::types::{ErrorCode, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
 pub use socket::{Socket, SocketType, enum_protocols, last_denial};
 

@@ -8,5 +8,6 @@ mod cli;
 mod companions;
 mod deny_matrix;
 mod isolation;
+mod scale;
 mod wsp_send;
 mod wsp_socket;

@@ -515,6 +515,18 @@ impl Probe {
                 self.pollable(arg(1)).block();
                 Ok(String::new())
             }
+            // udp-many N qN: N datagram sockets on 127.0.0.1, each registered
+            // for FD_READ on qN
+            "udp-many" => {
+                let count: usize = arg(1).parse().expect("count");
+                for _ in 0..count {
+                    let s = wsp::wsp_socket(2, 2, 17, None, 0, SocketFlags::empty())?;
+                    wsp::wsp_bind(s, to_wit("127.0.0.1:0".parse().expect("address")))?;
+                    wsp::wsp_async_select(s, self.queue(arg(2)), 1, FdEvents::READ)?;
+                    self.sockets.push(s);
+                }
+                Ok(self.sockets.len().to_string())
+            }
             "echo" => Ok(w[1..].join(" ")),
             other => panic!("unknown command {other}"),
         }

@@ -1,0 +1,146 @@
+//! No livelock, no spin (DESIGN §5): one guest serving 1,000 busy
+//! connections from one queue keeps serving all of them, and a guest idle
+//! on its queue with 1,000 registered sockets uses no CPU.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasp_host::run::{GuestOptions, Stdio};
+
+use crate::common::{GUEST_DEADLINE, component, host, policy};
+
+/// Waits until the guest's stdout holds a line starting with `prefix`.
+fn wait_for_line(out: &MemoryOutputPipe, prefix: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&out.contents()).into_owned();
+        if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
+            return line.to_string();
+        }
+        assert!(
+            start.elapsed() < GUEST_DEADLINE,
+            "no `{prefix}` line: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs a guest on a runtime of its own, on threads named `threads`;
+/// returns its stdout.
+fn spawn_guest(name: &'static str, threads: &str, toml: &str, args: &[&str]) -> MemoryOutputPipe {
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let mut options = GuestOptions::new(name, Arc::new(policy(toml)));
+    options.args = args.iter().map(|a| a.to_string()).collect();
+    options.stdio = Stdio::Capture {
+        stdout: stdout.clone(),
+        stderr: MemoryOutputPipe::new(1 << 20),
+    };
+    let thread_name = threads.to_string();
+    std::thread::Builder::new()
+        .name(threads.to_string())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(thread_name)
+                .enable_all()
+                .build()
+                .unwrap();
+            // The guest runs until the test process ends.
+            let _ = runtime.block_on(host().run(&component(name), options));
+        })
+        .unwrap();
+    stdout
+}
+
+#[test]
+fn one_guest_serves_1000_busy_connections() {
+    let toml =
+        std::fs::read_to_string(crate::common::root().join("examples/policies/event-echo.toml"))
+            .unwrap();
+    let out = spawn_guest("rust-event-echo", "busy-guest", &toml, &["127.0.0.1:0"]);
+    let line = wait_for_line(&out, "event-echo: listening on ");
+    let addr: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+
+    const CONNECTIONS: usize = 1000;
+    const ROUNDS: usize = 20;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let served = runtime.block_on(async move {
+        let mut clients = tokio::task::JoinSet::new();
+        for i in 0..CONNECTIONS {
+            clients.spawn(async move {
+                let mut conn = tokio::net::TcpStream::connect(addr).await?;
+                let message = [(i % 251) as u8; 64];
+                let mut back = [0u8; 64];
+                for _ in 0..ROUNDS {
+                    conn.write_all(&message).await?;
+                    conn.read_exact(&mut back).await?;
+                    assert_eq!(back, message);
+                }
+                std::io::Result::Ok(())
+            });
+        }
+        tokio::time::timeout(GUEST_DEADLINE, async {
+            let mut served = 0;
+            while let Some(result) = clients.join_next().await {
+                result.unwrap().unwrap();
+                served += 1;
+            }
+            served
+        })
+        .await
+        .expect("every connection was served within the deadline")
+    });
+    assert_eq!(served, CONNECTIONS);
+}
+
+/// CPU time (user + system) of this process's threads named `name`
+/// (other tests run beside this one in the same process).
+fn cpu_time(name: &str) -> Duration {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !head.ends_with(&format!("({name}")) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split(' ').collect();
+        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    Duration::from_millis(ticks * 10)
+}
+
+#[test]
+fn an_idle_guest_with_1000_registered_sockets_uses_no_cpu() {
+    let mut script = vec!["queue 16"];
+    script.extend(std::iter::repeat_n("udp-many 100 q0", 10));
+    // The last wait keeps the guest's threads alive while they are measured.
+    script.extend(["echo idle", "get q0 2000", "echo done", "get q0 60000"]);
+    let out = spawn_guest("probe", "idle-guest", crate::common::LOOPBACK, &script);
+    wait_for_line(&out, "ok idle");
+    let before = cpu_time("idle-guest");
+    let idle_started = Instant::now();
+    let done = wait_for_line(&out, "ok done");
+    let idle = idle_started.elapsed();
+    let used = cpu_time("idle-guest").saturating_sub(before);
+    let text = String::from_utf8_lossy(&out.contents()).into_owned();
+    assert!(
+        text.contains("ok none"),
+        "nothing was posted while idle: {text}"
+    );
+    assert_eq!(done, "ok done");
+    // A spinning engine would use a whole core for the idle period.
+    assert!(
+        used < idle / 4,
+        "used {used:?} of CPU while idle for {idle:?}"
+    );
+}
