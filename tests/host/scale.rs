@@ -123,9 +123,26 @@ fn cpu_time(name: &str) -> Duration {
 fn an_idle_guest_with_1000_registered_sockets_uses_no_cpu() {
     let mut script = vec!["queue 16"];
     script.extend(std::iter::repeat_n("udp-many 100 q0", 10));
+    // Also a stream whose FD_READ was posted and whose data waits unread,
+    // with FD_CLOSE registered: nothing is due until the guest reads.
+    script.extend([
+        "socket 2 1 6",
+        "bind s1000 127.0.0.1:0",
+        "listen s1000 1",
+        "socket 2 1 6",
+        "connect s1001 @s1000",
+        "accept s1000",
+        "select s1002 q0 2 read close",
+        "send s1001 unread",
+        "get q0 10000",
+    ]);
     // The last wait keeps the guest's threads alive while they are measured.
     script.extend(["echo idle", "get q0 2000", "echo done", "get q0 60000"]);
-    let out = spawn_guest("probe", "idle-guest", crate::common::LOOPBACK, &script);
+    let toml = format!(
+        "{}\n[limits]\nmax-sockets = 2048\n",
+        crate::common::LOOPBACK
+    );
+    let out = spawn_guest("probe", "idle-guest", &toml, &script);
     wait_for_line(&out, "ok idle");
     let before = cpu_time("idle-guest");
     let idle_started = Instant::now();
@@ -133,6 +150,11 @@ fn an_idle_guest_with_1000_registered_sockets_uses_no_cpu() {
     let idle = idle_started.elapsed();
     let used = cpu_time("idle-guest").saturating_sub(before);
     let text = String::from_utf8_lossy(&out.contents()).into_owned();
+    assert!(
+        text.contains("\nok 1000\n"),
+        "1,000 sockets registered: {text}"
+    );
+    assert!(text.contains("ok msg=2 s=s1002 event=read"), "{text}");
     assert!(
         text.contains("ok none"),
         "nothing was posted while idle: {text}"

@@ -326,9 +326,12 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
             }
         }
         Watched::Stream(_) | Watched::Datagram(_) | Watched::Listener(_) => {
-            if (watching(FdEvents::READ) && !now.data)
+            // Never wait for a readiness whose condition already holds: it
+            // would be ready at once, for ever. Unread data is such a
+            // condition for FD_CLOSE too (it comes after the data, AS-18):
+            // the guest's next recv wakes the engine instead.
+            if ((watching(FdEvents::READ) || watching(FdEvents::CLOSE)) && !now.data)
                 || (watching(FdEvents::ACCEPT) && !now.pending_accept)
-                || (watching(FdEvents::CLOSE) && seen.close.is_none())
             {
                 interest = merge(interest, Interest::READABLE);
             }
