@@ -3,7 +3,8 @@
 //! `std::net` echo guest on stock `wasi:sockets`, on loopback, in one run,
 //! reported as ratios to native. Then the per-call costs of the SPI.
 //!
-//! `cargo bench -p wasp-host --bench echo` (add `-- --quick` for a short run)
+//! `cargo bench -p wasp-host --bench echo` (add `-- --quick` for a short
+//! run, `-- --micro` for the per-call costs only)
 
 #[path = "../../tests/host/common.rs"]
 #[allow(dead_code)]
@@ -312,6 +313,10 @@ fn machine() -> String {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--micro") {
+        micro(quick);
+        return;
+    }
     println!(
         "wasp echo benchmark — {} — loopback, 1 server thread, 1 client thread",
         machine()
@@ -371,18 +376,36 @@ fn main() {
         );
     }
 
+    micro(quick);
+}
+
+/// The per-call costs of the SPI, timed inside a guest.
+fn micro(quick: bool) {
     println!();
     println!("Per-call costs inside a wasp guest (ns):");
-    let run = common::run_guest(
-        "microbench",
-        Policy::from_toml(&format!(
-            "{}\n[limits]\nmax-sockets = 128\n",
-            common::LOOPBACK
-        ))
-        .unwrap(),
-        &[if quick { "2000" } else { "20000" }],
-    );
-    for line in &run.stdout {
+    // One worker thread, as for the servers above: the guest and the
+    // engine tasks that post its messages share it.
+    let out = MemoryOutputPipe::new(1 << 20);
+    let policy = format!("{}\n[limits]\nmax-sockets = 128\n", common::LOOPBACK);
+    let mut options =
+        GuestOptions::new("microbench", Arc::new(Policy::from_toml(&policy).unwrap()));
+    options.args = vec![if quick { "2000" } else { "20000" }.to_string()];
+    options.stdio = Stdio::Capture {
+        stdout: out.clone(),
+        stderr: MemoryOutputPipe::new(1 << 20),
+    };
+    let component = common::component("microbench");
+    // Spawned, not `block_on`: the guest task then runs on the worker
+    // thread, beside the engine tasks, as in a server.
+    let runtime = server_runtime();
+    let status = runtime
+        .block_on(async {
+            tokio::spawn(async move { common::host().run(&component, options).await }).await
+        })
+        .expect("the micro-benchmark task")
+        .expect("the micro-benchmark ran");
+    assert_eq!(status, 0);
+    for line in String::from_utf8_lossy(&out.contents()).lines() {
         println!("  {line}");
     }
 }

@@ -76,7 +76,9 @@ fn run(
     args: Vec<String>,
 ) -> anyhow::Result<i32> {
     let policy = Arc::new(Policy::from_file(&policy)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One plugin, one thread: the guest and the engine tasks that post its
+    // messages share it, so delivering an event wakes no other thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

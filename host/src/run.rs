@@ -125,6 +125,11 @@ impl PluginHost {
 
     /// Runs `component` as a WASI command to its end and returns its exit
     /// status (0 for success). A trap is an `Err`.
+    ///
+    /// Poll this future on a runtime worker (spawn it, or use a
+    /// current-thread runtime): the socket engine's tasks run on the
+    /// runtime's workers, and a guest polled elsewhere (a multi-thread
+    /// runtime's `block_on`) pays a thread wake-up for every event.
     pub async fn run(&self, component: &Component, options: GuestOptions) -> wasmtime::Result<i32> {
         let mut wasi = WasiCtxBuilder::new();
         let mut argv = vec![options.name.clone()];

@@ -104,10 +104,13 @@ pub fn run_guest(name: &str, policy: Policy, args: &[&str]) -> Run {
         .enable_all()
         .build()
         .unwrap();
+    // Spawned so that the guest runs on a worker, beside its engine tasks.
     let status = runtime.block_on(async {
-        tokio::time::timeout(GUEST_DEADLINE, host().run(&component, options))
+        let guest = tokio::spawn(async move { host().run(&component, options).await });
+        tokio::time::timeout(GUEST_DEADLINE, guest)
             .await
             .expect("guest finished within the deadline")
+            .expect("guest task")
     });
     let status = status.unwrap_or_else(|e| panic!("guest trapped: {e:?}"));
     Run {

@@ -635,3 +635,137 @@ fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
 fn size_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Mechanism tests: the provider on real loopback sockets, no guest.
+
+    use super::*;
+    use crate::net::catalog::{
+        AF_INET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM, SocketFlags,
+    };
+    use crate::policy::Transport;
+
+    fn loopback() -> Provider {
+        let net = "127.0.0.0/8".parse().unwrap();
+        let any = "0.0.0.0/32".parse().unwrap();
+        let policy = Policy::builder()
+            .allow_protocol(Transport::Tcp)
+            .allow_protocol(Transport::Udp)
+            .grant(NetUse::Bind, net, 0..=u16::MAX)
+            .grant(NetUse::Bind, any, 0..=0)
+            .grant(NetUse::Listen, net, 0..=u16::MAX)
+            .grant(NetUse::Accept, net, 0..=u16::MAX)
+            .grant(NetUse::Connect, net, 0..=u16::MAX)
+            .grant(NetUse::SendTo, net, 0..=u16::MAX)
+            .grant(NetUse::RecvFrom, net, 0..=u16::MAX)
+            .build();
+        Provider::new(Arc::new(policy), "test")
+    }
+
+    fn request(socket_type: i32, protocol: i32) -> SocketRequest {
+        SocketRequest {
+            af: AF_INET,
+            socket_type,
+            protocol,
+            info: None,
+            group: 0,
+            flags: SocketFlags::empty(),
+        }
+    }
+
+    fn any_port() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stream_pair_moves_data_both_ways() {
+        let mut p = loopback();
+        let listener = p.wsp_socket(&request(SOCK_STREAM, IPPROTO_TCP)).unwrap();
+        p.wsp_bind(listener, any_port()).unwrap();
+        p.wsp_listen(listener, 8).unwrap();
+        let addr = p.wsp_get_sock_name(listener).unwrap();
+        let client = p.wsp_socket(&request(SOCK_STREAM, IPPROTO_TCP)).unwrap();
+        p.wsp_connect(client, addr).await.unwrap();
+        let (server, peer) = p.wsp_accept(listener).await.unwrap();
+        assert_eq!(peer, p.wsp_get_sock_name(client).unwrap());
+        let sent = p
+            .wsp_send(
+                client,
+                &[b"ab".to_vec(), b"cd".to_vec()],
+                MsgFlags::empty(),
+                None,
+            )
+            .await;
+        assert_eq!(sent, Ok(4));
+        let got = p.wsp_recv(server, 4, MsgFlags::WAIT_ALL).await.unwrap();
+        assert_eq!(got, b"abcd");
+        assert_eq!(p.open_sockets(), 3);
+        p.wsp_close_socket(client).unwrap();
+        assert_eq!(p.wsp_recv(server, 4, MsgFlags::empty()).await.unwrap(), b"");
+        assert_eq!(p.wsp_close_socket(client), Err(WsaError::NotSock));
+    }
+
+    #[tokio::test]
+    async fn denials_come_before_any_system_call_and_name_the_grant() {
+        let mut p = Provider::new(
+            Arc::new(Policy::builder().allow_protocol(Transport::Udp).build()),
+            "test",
+        );
+        let s = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let sent = p
+            .wsp_send_to(s, &[b"x".to_vec()], MsgFlags::empty(), to, None)
+            .await;
+        assert_eq!(sent, Err(WsaError::Acces));
+        assert_eq!(
+            p.last_denial().unwrap().to_string(),
+            "no `send-to` grant covers 127.0.0.1:9"
+        );
+        // Nothing was bound: the implicit bind never happened.
+        assert_eq!(p.wsp_get_sock_name(s), Err(WsaError::Inval));
+    }
+
+    #[tokio::test]
+    async fn a_datagram_larger_than_the_maximum_is_refused_whole() {
+        let mut p = loopback();
+        let s = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
+        p.wsp_bind(s, any_port()).unwrap();
+        let me = p.wsp_get_sock_name(s).unwrap();
+        let big = vec![0u8; 65_508];
+        let sent = p.wsp_send_to(s, &[big], MsgFlags::empty(), me, None).await;
+        assert_eq!(sent, Err(WsaError::MsgSize));
+        p.wsp_ioctl(s, IoctlCommand::NonBlocking(true)).unwrap();
+        let got = p.wsp_recv(s, 70_000, MsgFlags::empty()).await;
+        assert_eq!(got, Err(WsaError::WouldBlock));
+    }
+
+    #[tokio::test]
+    async fn async_select_posts_read_then_close_into_the_queue() {
+        let mut p = loopback();
+        let a = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
+        p.wsp_bind(a, any_port()).unwrap();
+        let me = p.wsp_get_sock_name(a).unwrap();
+        let queue = MessageQueue::new(8);
+        p.wsp_async_select(a, &queue, 9, FdEvents::READ).unwrap();
+        p.wsp_send_to(a, &[b"ping".to_vec()], MsgFlags::empty(), me, None)
+            .await
+            .unwrap();
+        let message = queue
+            .get(Some(std::time::Duration::from_secs(10)))
+            .await
+            .expect("FD_READ posted");
+        assert_eq!((message.msg, message.socket), (9, a));
+        assert_eq!(message.notice.event, FdEvents::READ);
+        // AS-4: the socket is now non-blocking.
+        p.wsp_recv(a, 10, MsgFlags::empty()).await.unwrap();
+        assert_eq!(
+            p.wsp_recv(a, 10, MsgFlags::empty()).await,
+            Err(WsaError::WouldBlock)
+        );
+        assert_eq!(
+            p.wsp_ioctl(a, IoctlCommand::NonBlocking(false)),
+            Err(WsaError::Inval)
+        );
+    }
+}
