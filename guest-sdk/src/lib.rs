@@ -44,7 +44,7 @@ pub use error::{Result, WsaError};
 pub use events::{DEFAULT_BATCH, Dispatcher, Event, EventQueue};
 pub use raw::sockets::{IoctlCommand, IoctlResult, Sockopt, SockoptName};
 pub use raw::types::FdEvents;
-pub use raw::types::{ErrorCode, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
+pub use raw::types::{ErrorCode, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
 pub use socket::{Socket, SocketType, enum_protocols, last_denial};
 
 /// Winsock constants for `wsp-socket` (`AF_*`, `SOCK_*`, `IPPROTO_*`).

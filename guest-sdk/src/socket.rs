@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use crate::consts::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM};
 use crate::raw::sockets as wsp;
 use crate::raw::types::{
-    Ipv4SocketAddress, Ipv6SocketAddress, MessageFlags, ProtocolInfo, ShutdownHow, SocketAddress,
-    SocketFlags,
+    Ipv4SocketAddress, Ipv6SocketAddress, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow,
+    SocketAddress, SocketFlags,
 };
 use crate::{IoctlCommand, IoctlResult, Result, Sockopt, SockoptName, WsaError};
 
@@ -248,6 +248,23 @@ impl Socket {
     /// `wsp-get-peer-name`.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
         Ok(from_wit(wsp::wsp_get_peer_name(self.s)?))
+    }
+
+    /// A UDP socket that can join IP multicast sessions (created with
+    /// WSA_FLAG_MULTIPOINT_C_LEAF | WSA_FLAG_MULTIPOINT_D_LEAF).
+    pub fn multicast(ipv6: bool) -> Result<Socket> {
+        let af = if ipv6 { AF_INET6 } else { AF_INET };
+        let flags = SocketFlags::MULTIPOINT_C_LEAF | SocketFlags::MULTIPOINT_D_LEAF;
+        Self::new(af, SOCK_DGRAM, IPPROTO_UDP, flags)
+    }
+
+    /// `wsp-join-leaf` on a c_leaf socket: joins the session at `name` (an
+    /// IP multicast group) as sender, receiver or both. The leaf is this
+    /// socket itself (SPEC JL-3); `send` then goes to the group. Returns the
+    /// callee data (empty for IP multicast).
+    pub fn join_leaf(&self, name: SocketAddr, role: JoinFlags) -> Result<Vec<u8>> {
+        let joined = wsp::wsp_join_leaf(self.s, to_wit(name), None, 0, None, None, role)?;
+        Ok(joined.callee_data)
     }
 
     /// `wsp-close-socket`, reporting its error (drop ignores it).

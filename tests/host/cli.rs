@@ -244,3 +244,34 @@ fn the_embedding_example_runs_the_echo_plugin() {
         "{stdout}"
     );
 }
+
+#[test]
+fn two_multicast_plugins_discover_each_other() {
+    let policy = root().join("examples/policies/multicast.toml");
+    let start = |name: &str| {
+        wasp()
+            .arg("run")
+            .arg(guest("rust-multicast"))
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--", name, "239.255.70.9:47009", "15"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let alice = start("alice");
+    let bob = start("bob");
+    for (output, other) in [(finish(alice), "bob"), (finish(bob), "alice")] {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("discovered {other} at 127.0.0.1:47009")),
+            "{stdout}"
+        );
+    }
+}

@@ -31,14 +31,8 @@ pub fn guest_dir() -> &'static Path {
         let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
             .current_dir(root())
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args([
-                "-p",
-                "wasp-test-programs",
-                "-p",
-                "rust-echo",
-                "-p",
-                "rust-event-echo",
-            ])
+            .args(["-p", "wasp-test-programs", "-p", "rust-echo"])
+            .args(["-p", "rust-event-echo", "-p", "rust-multicast"])
             .env("CARGO_TARGET_DIR", &target)
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("RUSTFLAGS")

@@ -8,6 +8,7 @@ mod cli;
 mod companions;
 mod deny_matrix;
 mod isolation;
+mod join_leaf;
 mod scale;
 mod wsp_send;
 mod wsp_socket;

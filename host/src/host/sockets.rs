@@ -2,19 +2,22 @@
 //! calls the guest's [`Provider`](crate::net::Provider) and converts back.
 
 use crate::WaspCtxView;
-use crate::bindings::sockets::{Host, IoctlCommand as WitIoctl, IoctlResult, Sockopt, SockoptName};
+use crate::bindings::sockets::{
+    Host, IoctlCommand as WitIoctl, IoctlResult, JoinResult, Sockopt, SockoptName,
+};
 use crate::bindings::types::{
-    ErrorCode, FdEvents, MessageFlags, ProtocolInfo, ShutdownHow as WitShutdown, SocketAddress,
-    SocketFlags,
+    ErrorCode, FdEvents, JoinFlags, MessageFlags, ProtocolInfo, Qos, ShutdownHow as WitShutdown,
+    SocketAddress, SocketFlags,
 };
 use crate::net::catalog::{self, SocketRequest};
-use crate::net::{IoctlCommand, IoctlReply, OptName, OptValue, ShutdownHow};
+use crate::net::{IoctlCommand, IoctlReply, JoinRole, OptName, OptValue, ShutdownHow};
 
 use wasmtime::component::Resource;
 
 use super::messages::GuestQueue;
 use super::types::{
-    fd_events, msg_flags, protocol_info, protocol_info_arg, socket_addr, socket_flags, wit_addr,
+    fd_events, msg_flags, protocol_info, protocol_info_arg, qos_request, socket_addr, socket_flags,
+    wit_addr,
 };
 
 type Result<T> = std::result::Result<T, ErrorCode>;
@@ -150,6 +153,8 @@ impl Host for WaspCtxView<'_> {
             SockoptName::SocketType => OptName::SocketType,
             SockoptName::AcceptConn => OptName::AcceptConn,
             SockoptName::ProtocolInfo => OptName::ProtocolInfo,
+            SockoptName::MulticastTtl => OptName::MulticastTtl,
+            SockoptName::MulticastLoop => OptName::MulticastLoop,
         };
         Ok(match self.ctx.provider.wsp_get_sock_opt(s, name)? {
             OptValue::Broadcast(v) => Sockopt::Broadcast(v),
@@ -165,6 +170,8 @@ impl Host for WaspCtxView<'_> {
             OptValue::SocketType(v) => Sockopt::SocketType(v),
             OptValue::AcceptConn(v) => Sockopt::AcceptConn(v),
             OptValue::ProtocolInfo(entry) => Sockopt::ProtocolInfo(protocol_info(entry)),
+            OptValue::MulticastTtl(v) => Sockopt::MulticastTtl(v),
+            OptValue::MulticastLoop(v) => Sockopt::MulticastLoop(v),
         })
     }
 
@@ -178,6 +185,8 @@ impl Host for WaspCtxView<'_> {
             Sockopt::Linger(v) => OptValue::Linger(v),
             Sockopt::ReceiveBuffer(v) => OptValue::ReceiveBuffer(v),
             Sockopt::SendBuffer(v) => OptValue::SendBuffer(v),
+            Sockopt::MulticastTtl(v) => OptValue::MulticastTtl(v),
+            Sockopt::MulticastLoop(v) => OptValue::MulticastLoop(v),
             // Read-only options: SO_MAX_MSG_SIZE, SO_ERROR, SO_TYPE,
             // SO_ACCEPTCONN, SO_PROTOCOL_INFO.
             Sockopt::MaxMessageSize(_)
@@ -224,6 +233,35 @@ impl Host for WaspCtxView<'_> {
             .ctx
             .provider
             .wsp_async_select(s, &queue, msg, fd_events(events))?)
+    }
+
+    #[allow(clippy::too_many_arguments)] // WSPJoinLeaf's own parameters
+    async fn wsp_join_leaf(
+        &mut self,
+        s: u32,
+        name: SocketAddress,
+        caller_data: Option<Vec<u8>>,
+        _callee_capacity: u32,
+        sqos: Option<Qos>,
+        _gqos: Option<Qos>,
+        flags: JoinFlags,
+    ) -> Result<JoinResult> {
+        let role = match flags {
+            JoinFlags::SenderOnly => JoinRole::SenderOnly,
+            JoinFlags::ReceiverOnly => JoinRole::ReceiverOnly,
+            JoinFlags::Both => JoinRole::Both,
+        };
+        let (socket, callee_data) = self.ctx.provider.wsp_join_leaf(
+            s,
+            socket_addr(name),
+            caller_data.as_deref(),
+            sqos.as_ref().map(qos_request),
+            role,
+        )?;
+        Ok(JoinResult {
+            socket,
+            callee_data,
+        })
     }
 
     async fn last_denial(&mut self) -> Option<String> {

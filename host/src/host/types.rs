@@ -9,9 +9,9 @@ use crate::bindings::types::{
     ProtocolInfo, ServiceFlags as WitServiceFlags, SocketAddress, SocketFlags as WitSocketFlags,
 };
 use crate::error::WsaError;
-use crate::net::MsgFlags;
 use crate::net::catalog::{ProtocolEntry, ProtocolInfoArg, ServiceFlags, SocketFlags};
 use crate::net::select::FdEvents;
+use crate::net::{MsgFlags, QosRequest, ServiceType};
 
 impl types::Host for WaspCtxView<'_> {}
 
@@ -246,5 +246,20 @@ pub fn protocol_info(entry: &ProtocolEntry) -> ProtocolInfo {
         protocol: entry.protocol(),
         max_message_size: entry.max_msg_size,
         name: entry.name.to_string(),
+    }
+}
+
+/// The part of a WIT QoS that wasp looks at: the service of each direction.
+pub fn qos_request(qos: &types::Qos) -> QosRequest {
+    let service = |t: types::ServiceType| match t {
+        types::ServiceType::NoTraffic => ServiceType::NoTraffic,
+        types::ServiceType::BestEffort => ServiceType::BestEffort,
+        types::ServiceType::ControlledLoad => ServiceType::ControlledLoad,
+        types::ServiceType::Guaranteed => ServiceType::Guaranteed,
+        types::ServiceType::NotSpecified => ServiceType::NotSpecified,
+    };
+    QosRequest {
+        sending: service(qos.sending.service_type),
+        receiving: service(qos.receiving.service_type),
     }
 }

@@ -9,5 +9,8 @@ pub mod select;
 pub mod socket;
 mod sys;
 
-pub use provider::{IoctlCommand, IoctlReply, OptName, OptValue, Provider, ShutdownHow};
+pub use provider::{
+    IoctlCommand, IoctlReply, JoinRole, OptName, OptValue, Provider, QosRequest, ServiceType,
+    ShutdownHow,
+};
 pub use socket::MsgFlags;

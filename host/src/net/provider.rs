@@ -11,9 +11,9 @@ use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::EventLink;
 use super::queue::MessageQueue;
 use super::select::{FdEvents, Reenable, SelectState};
-use super::socket::{MsgFlags, Socket, wildcard};
+use super::socket::{Membership, MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
-use crate::policy::{Denial, NetUse, Policy, canonical};
+use crate::policy::{Denial, MulticastGrant, MulticastInterface, NetUse, Policy, canonical};
 
 /// Direction of `WSPShutdown`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,54 @@ pub enum ShutdownHow {
     Send,
     /// SD_BOTH.
     Both,
+}
+
+/// The role of a joining leaf (`dwFlags` of WSPJoinLeaf, SPEC JL-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinRole {
+    /// JL_SENDER_ONLY.
+    SenderOnly,
+    /// JL_RECEIVER_ONLY.
+    ReceiverOnly,
+    /// JL_BOTH.
+    Both,
+}
+
+/// The service asked for in one direction of a flow specification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceType {
+    /// No traffic in this direction.
+    NoTraffic,
+    /// Best effort.
+    BestEffort,
+    /// Controlled load.
+    ControlledLoad,
+    /// Guaranteed service.
+    Guaranteed,
+    /// Not specified.
+    NotSpecified,
+}
+
+/// A sending QoS request (`lpSQOS`), as far as wasp looks at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QosRequest {
+    /// The sending direction's service.
+    pub sending: ServiceType,
+    /// The receiving direction's service.
+    pub receiving: ServiceType,
+}
+
+impl QosRequest {
+    /// Whether wasp can meet it: it offers best effort only (SPEC JL-8).
+    pub fn can_be_met(&self) -> bool {
+        let best_effort = |t| {
+            matches!(
+                t,
+                ServiceType::NoTraffic | ServiceType::BestEffort | ServiceType::NotSpecified
+            )
+        };
+        best_effort(self.sending) && best_effort(self.receiving)
+    }
 }
 
 /// A `WSPIoctl` command.
@@ -77,6 +125,10 @@ pub enum OptName {
     AcceptConn,
     /// SO_PROTOCOL_INFO.
     ProtocolInfo,
+    /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS.
+    MulticastTtl,
+    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP.
+    MulticastLoop,
 }
 
 /// A socket option with its value (`WSPGetSockOpt` / `WSPSetSockOpt`).
@@ -108,6 +160,10 @@ pub enum OptValue {
     AcceptConn(bool),
     /// SO_PROTOCOL_INFO (read-only).
     ProtocolInfo(&'static ProtocolEntry),
+    /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS.
+    MulticastTtl(u8),
+    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP.
+    MulticastLoop(bool),
 }
 
 /// The capability checks of one guest: the policy, and the last denial it
@@ -129,6 +185,29 @@ impl Guard {
         self.policy
             .check(net_use, addr)
             .map_err(|denial| self.deny(denial))
+    }
+
+    fn check_multicast(&mut self, group: SocketAddr) -> Result<MulticastGrant, WsaError> {
+        match self.policy.check_multicast(group) {
+            Ok(grant) => Ok(grant.clone()),
+            Err(denial) => Err(self.deny(denial)),
+        }
+    }
+
+    /// The highest multicast TTL the socket may set: its session's grant's
+    /// ceiling, or the highest ceiling of the grants of its family.
+    fn ttl_ceiling(&self, sock: &Socket) -> u8 {
+        if let Some(m) = &sock.membership {
+            return m.max_ttl;
+        }
+        let v4 = sock.entry.family == super::catalog::Family::V4;
+        self.policy
+            .multicast_grants()
+            .iter()
+            .filter(|g| g.groups.addr().is_ipv4() == v4)
+            .map(|g| g.max_ttl)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Checks an implicit bind (to the wildcard address, port 0) and binds.
@@ -340,12 +419,16 @@ impl Provider {
             sock.check_overlapped(overlapped)?;
             match sock.entry.kind {
                 SocketKind::Stream => sock.send_stream(buffers, flags).await,
-                SocketKind::Datagram => {
-                    if sock.peer_addr().is_none() {
-                        return Err(WsaError::NotConn);
+                SocketKind::Datagram => match (&sock.membership, sock.peer_addr()) {
+                    (_, Some(_)) => sock.send_datagram(buffers, None).await,
+                    // A joined session is the default peer (SPEC JL-3).
+                    (Some(m), None) if m.sends => {
+                        let group = m.group;
+                        sock.send_datagram(buffers, Some(group)).await
                     }
-                    sock.send_datagram(buffers, None).await
-                }
+                    (Some(_), None) => Err(WsaError::Shutdown),
+                    (None, None) => Err(WsaError::NotConn),
+                },
             }
         }
         .await;
@@ -379,9 +462,24 @@ impl Provider {
                     if total > sock.entry.max_msg_size as usize {
                         return Err(WsaError::MsgSize);
                     }
-                    guard.check_broadcast(sock, to)?;
-                    guard.check(NetUse::SendTo, to)?;
-                    guard.implicit_bind(sock)?;
+                    if to.ip().is_multicast() {
+                        // A group: the multicast grants decide, and the
+                        // socket's TTL and interface are held to them.
+                        if sock
+                            .membership
+                            .as_ref()
+                            .is_some_and(|m| m.group == to && !m.sends)
+                        {
+                            return Err(WsaError::Shutdown);
+                        }
+                        let grant = guard.check_multicast(to)?;
+                        guard.implicit_bind(sock)?;
+                        sock.prepare_multicast(&grant)?;
+                    } else {
+                        guard.check_broadcast(sock, to)?;
+                        guard.check(NetUse::SendTo, to)?;
+                        guard.implicit_bind(sock)?;
+                    }
                     sock.send_datagram(buffers, Some(to)).await
                 }
             }
@@ -481,15 +579,93 @@ impl Provider {
             return Err(WsaError::Inval);
         }
         let connected = sock.peer_addr();
+        let membership = sock.membership.clone();
         loop {
             let (data, from) = sock.recv_datagram(cap, flags).await?;
-            if connected.is_some() || guard.check(NetUse::RecvFrom, from).is_ok() {
+            let admitted = match &membership {
+                Some(m) => m.admits(&from),
+                None => connected.is_some() || guard.check(NetUse::RecvFrom, from).is_ok(),
+            };
+            if admitted {
                 return Ok((data, from));
             }
             if flags.contains(MsgFlags::PEEK) {
                 sock.discard_datagram();
             }
         }
+    }
+
+    /// WSPJoinLeaf (SPEC JL-1..JL-9) for IP multicast: a c_leaf/d_leaf
+    /// datagram socket joins the group `name` under the policy's multicast
+    /// grants and is itself the returned leaf (JL-3). Returns the leaf's
+    /// descriptor and the callee data (always empty for IP multicast).
+    pub fn wsp_join_leaf(
+        &mut self,
+        s: u32,
+        name: SocketAddr,
+        caller_data: Option<&[u8]>,
+        sqos: Option<QosRequest>,
+        role: JoinRole,
+    ) -> Result<(u32, Vec<u8>), WsaError> {
+        use super::catalog::SocketFlags as F;
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        let multipoint = F::MULTIPOINT_C_ROOT
+            | F::MULTIPOINT_C_LEAF
+            | F::MULTIPOINT_D_ROOT
+            | F::MULTIPOINT_D_LEAF;
+        if !sock.flags.intersects(multipoint) || sock.entry.kind != SocketKind::Datagram {
+            return Err(WsaError::OpNotSupp);
+        }
+        sock.check_family(&name)?;
+        if name.ip().is_unspecified() || name.port() == 0 || !name.ip().is_multicast() {
+            return Err(WsaError::AddrNotAvail);
+        }
+        if sock.membership.is_some() {
+            return Err(WsaError::IsConn);
+        }
+        // JL-7: IP multicast carries no user data.
+        if caller_data.is_some_and(|d| !d.is_empty()) {
+            return Err(WsaError::ProtoNoSupport);
+        }
+        // JL-8: only best effort can be met.
+        if sqos.is_some_and(|q| !q.can_be_met()) {
+            return Err(WsaError::OpNotSupp);
+        }
+        let grant = guard.check_multicast(name)?;
+        let receives = role != JoinRole::SenderOnly;
+        // JL-1: an unbound socket is bound first: receivers to the group's
+        // address and port (shared with other members), senders to the
+        // grant's interface. The multicast grant covers this bind.
+        if sock.bound_addr().is_none() {
+            let local = if receives {
+                sock.sock_ref().set_reuse_address(true)?;
+                name
+            } else {
+                match grant.interface {
+                    MulticastInterface::V4(interface) => SocketAddr::new(interface.into(), 0),
+                    MulticastInterface::V6(_) => wildcard(sock.entry.family),
+                }
+            };
+            sock.bind(local)?;
+        }
+        sock.prepare_multicast(&grant)?;
+        if receives {
+            sock.join_group(&name, &grant)?;
+        }
+        sock.membership = Some(Membership {
+            group: name,
+            sends: role != JoinRole::ReceiverOnly,
+            receives,
+            source: grant.source,
+            max_ttl: grant.max_ttl,
+        });
+        // JL-5, AS-20: the join's outcome is FD_CONNECT on the socket.
+        sock.link.update(|st| {
+            st.connect_started();
+            st.connect_finished(None);
+        });
+        Ok((s, Vec::new()))
     }
 
     /// WSPShutdown.
@@ -570,12 +746,53 @@ impl Provider {
             OptName::SocketType => OptValue::SocketType(sock.entry.kind.socket_type()),
             OptName::AcceptConn => OptValue::AcceptConn(sock.is_listening()),
             OptName::ProtocolInfo => OptValue::ProtocolInfo(sock.entry),
+            OptName::MulticastTtl => {
+                datagram_only(sock)?;
+                let ttl = match sock.entry.family {
+                    super::catalog::Family::V4 => r.multicast_ttl_v4()?,
+                    super::catalog::Family::V6 => r.multicast_hops_v6()?,
+                };
+                OptValue::MulticastTtl(u8::try_from(ttl).unwrap_or(u8::MAX))
+            }
+            OptName::MulticastLoop => {
+                datagram_only(sock)?;
+                OptValue::MulticastLoop(match sock.entry.family {
+                    super::catalog::Family::V4 => r.multicast_loop_v4()?,
+                    super::catalog::Family::V6 => r.multicast_loop_v6()?,
+                })
+            }
         })
     }
 
     /// WSPSetSockOpt; read-only options are `WSAENOPROTOOPT`.
     pub fn wsp_set_sock_opt(&mut self, s: u32, value: &OptValue) -> Result<(), WsaError> {
-        let sock = self.socket(s)?;
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        match *value {
+            OptValue::MulticastTtl(asked) => {
+                datagram_only(sock)?;
+                let ceiling = guard.ttl_ceiling(sock);
+                if asked > ceiling {
+                    return Err(guard.deny(Denial::MulticastTtl { asked, ceiling }));
+                }
+                let r = sock.sock_ref();
+                match sock.entry.family {
+                    super::catalog::Family::V4 => r.set_multicast_ttl_v4(u32::from(asked))?,
+                    super::catalog::Family::V6 => r.set_multicast_hops_v6(u32::from(asked))?,
+                }
+                return Ok(());
+            }
+            OptValue::MulticastLoop(on) => {
+                datagram_only(sock)?;
+                let r = sock.sock_ref();
+                match sock.entry.family {
+                    super::catalog::Family::V4 => r.set_multicast_loop_v4(on)?,
+                    super::catalog::Family::V6 => r.set_multicast_loop_v6(on)?,
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         let is_stream = sock.entry.kind == SocketKind::Stream;
         let r = sock.sock_ref();
         match *value {
@@ -617,6 +834,15 @@ impl Provider {
     /// WSPGetOverlappedResult (SPEC SE-7).
     pub fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32, WsaError> {
         self.socket(s)?.overlapped_result(token)
+    }
+}
+
+/// Multicast options exist on datagram sockets only.
+fn datagram_only(sock: &Socket) -> Result<(), WsaError> {
+    if sock.entry.kind == SocketKind::Datagram {
+        Ok(())
+    } else {
+        Err(WsaError::NoProtoOpt)
     }
 }
 

@@ -27,6 +27,7 @@ use super::engine::{self, EventLink, Watched};
 use super::select::SelectState;
 use super::sys;
 use crate::error::WsaError;
+use crate::policy::{MulticastGrant, MulticastInterface};
 
 /// Most overlapped results one socket keeps for `wsp-get-overlapped-result`.
 pub const MAX_OVERLAPPED_RESULTS: usize = 1024;
@@ -45,6 +46,31 @@ bitflags! {
         const PARTIAL = 1 << 3;
         /// MSG_WAITALL.
         const WAIT_ALL = 1 << 4;
+    }
+}
+
+/// A datagram socket's membership of an IP multicast session (SPEC JL-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    /// The group and port joined.
+    pub group: SocketAddr,
+    /// Whether the socket may send to the group (not JL_RECEIVER_ONLY).
+    pub sends: bool,
+    /// Whether it joined to receive (not JL_SENDER_ONLY).
+    pub receives: bool,
+    /// The grant's source filter: only these senders reach the guest.
+    pub source: Option<ipnet::IpNet>,
+    /// The grant's TTL / hop-limit ceiling.
+    pub max_ttl: u8,
+}
+
+impl Membership {
+    /// Whether a datagram from `from` may reach the guest.
+    pub fn admits(&self, from: &SocketAddr) -> bool {
+        self.receives
+            && self
+                .source
+                .is_none_or(|s| s.contains(&crate::policy::canonical(*from).ip()))
     }
 }
 
@@ -80,6 +106,8 @@ pub struct Socket {
     /// The async-select registration and its delivery (WSPAsyncSelect).
     pub(crate) link: Arc<EventLink>,
     watcher: Option<AbortHandle>,
+    /// The multicast session joined with WSPJoinLeaf, if any.
+    pub membership: Option<Membership>,
     send_shut: bool,
     recv_shut: bool,
     pending_error: Option<WsaError>,
@@ -161,6 +189,7 @@ impl Socket {
             state,
             link: EventLink::new(0),
             watcher: None,
+            membership: None,
             send_shut: false,
             recv_shut: false,
             pending_error: None,
@@ -388,6 +417,54 @@ impl Socket {
             State::Connected(_) => Ok(()),
             _ => Err(self.pending_error.take().unwrap_or(WsaError::ConnRefused)),
         }
+    }
+
+    /// Sets the multicast interface, loopback and TTL / hop limit (at most
+    /// `grant.max_ttl`) before the socket sends to or joins a group of
+    /// `grant`: multicast leaves the host only as far as the policy says.
+    pub fn prepare_multicast(&self, grant: &MulticastGrant) -> Result<(), WsaError> {
+        let sock = self.sock_ref();
+        match grant.interface {
+            MulticastInterface::V4(interface) => {
+                sock.set_multicast_if_v4(&interface)?;
+                sock.set_multicast_loop_v4(true)?;
+                let ttl = sock.multicast_ttl_v4()?.min(u32::from(grant.max_ttl));
+                sock.set_multicast_ttl_v4(ttl)?;
+            }
+            MulticastInterface::V6(index) => {
+                sock.set_multicast_if_v6(self.interface_index(index)?)?;
+                sock.set_multicast_loop_v6(true)?;
+                let hops = sock.multicast_hops_v6()?.min(u32::from(grant.max_ttl));
+                sock.set_multicast_hops_v6(hops)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An IPv6 interface index; 0 stands for the loopback interface.
+    fn interface_index(&self, index: u32) -> Result<u32, WsaError> {
+        if index != 0 {
+            return Ok(index);
+        }
+        let sock = self.sock_ref();
+        rustix::net::netdevice::name_to_index(sock.as_fd(), "lo")
+            .map_err(|e| WsaError::from(io::Error::from(e)))
+    }
+
+    /// Joins `group` on the grant's interface (IP_ADD_MEMBERSHIP /
+    /// IPV6_JOIN_GROUP). Closing the socket leaves it.
+    pub fn join_group(&self, group: &SocketAddr, grant: &MulticastGrant) -> Result<(), WsaError> {
+        let sock = self.sock_ref();
+        match (group.ip(), grant.interface) {
+            (IpAddr::V4(g), MulticastInterface::V4(interface)) => {
+                sock.join_multicast_v4(&g, &interface)?
+            }
+            (IpAddr::V6(g), MulticastInterface::V6(index)) => {
+                sock.join_multicast_v6(&g, self.interface_index(index)?)?;
+            }
+            _ => return Err(WsaError::AfNoSupport),
+        }
+        Ok(())
     }
 
     /// SPEC AS-20: a connect that fails at once still reports FD_CONNECT

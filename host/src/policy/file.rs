@@ -19,7 +19,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{
-    DEFAULT_MAX_QUEUES, DEFAULT_MAX_RECV_LEN, DEFAULT_MAX_SOCKETS, NetUse, Policy, Transport,
+    DEFAULT_MAX_QUEUES, DEFAULT_MAX_RECV_LEN, DEFAULT_MAX_SOCKETS, MulticastGrant,
+    MulticastInterface, NetUse, Policy, Transport,
 };
 
 /// A policy file that could not be read or understood.
@@ -111,6 +112,34 @@ struct GrantsFile {
     recv_from: Vec<GrantFile>,
     #[serde(default)]
     broadcast: Vec<GrantFile>,
+    #[serde(default)]
+    multicast: Vec<MulticastFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct MulticastFile {
+    /// Group address or block: "239.255.0.0/16", "ff15::/16".
+    group: AddrBlock,
+    #[serde(default)]
+    ports: Option<PortsFile>,
+    /// Only datagrams from this source (address or block).
+    #[serde(default)]
+    source: Option<AddrBlock>,
+    /// IPv4: the interface address (default 127.0.0.1). IPv6: the interface
+    /// index (default 0: loopback).
+    #[serde(default)]
+    interface: Option<InterfaceFile>,
+    /// Highest TTL / hop limit (default 0: this host only).
+    #[serde(default)]
+    max_ttl: u8,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InterfaceFile {
+    Index(u32),
+    Address(String),
 }
 
 impl GrantsFile {
@@ -220,6 +249,45 @@ fn parse(text: &str, where_: String) -> Result<Policy, PolicyError> {
             ProtocolName::Udp => Transport::Udp,
         });
     }
+    for m in &file.grants.multicast {
+        let ports = match &m.ports {
+            None => 0..=u16::MAX,
+            Some(ports) => ports
+                .range()
+                .map_err(|e| invalid(format!("grants.multicast: {e}")))?,
+        };
+        if !m.group.0.network().is_multicast() {
+            return Err(invalid(format!(
+                "grants.multicast: `{}` is not a multicast block",
+                m.group.0
+            )));
+        }
+        let mut grant = MulticastGrant::loopback(m.group.0, ports);
+        grant.source = m.source.as_ref().map(|s| s.0);
+        grant.max_ttl = m.max_ttl;
+        grant.interface = match (&m.interface, m.group.0) {
+            (None, _) => grant.interface,
+            (Some(InterfaceFile::Address(a)), IpNet::V4(_)) => {
+                MulticastInterface::V4(a.parse().map_err(|_| {
+                    invalid(format!(
+                        "grants.multicast: interface `{a}` is not an IPv4 address"
+                    ))
+                })?)
+            }
+            (Some(InterfaceFile::Index(i)), IpNet::V6(_)) => MulticastInterface::V6(*i),
+            (Some(_), IpNet::V4(_)) => {
+                return Err(invalid(
+                    "grants.multicast: an IPv4 group needs an interface address".into(),
+                ));
+            }
+            (Some(_), IpNet::V6(_)) => {
+                return Err(invalid(
+                    "grants.multicast: an IPv6 group needs an interface index".into(),
+                ));
+            }
+        };
+        builder = builder.grant_multicast(grant);
+    }
     for net_use in NetUse::ALL {
         for grant in file.grants.of(net_use) {
             let ports = match &grant.ports {
@@ -277,6 +345,34 @@ mod tests {
                 .check(NetUse::RecvFrom, "127.0.0.1:2001".parse().unwrap())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn multicast_grants_parse_with_their_defaults() {
+        let policy = Policy::from_toml(
+            r#"
+            [grants]
+            multicast = [
+                { group = "239.255.0.0/16", ports = "5000" },
+                { group = "239.1.0.0/16", source = "127.0.0.1", interface = "127.0.0.1", max-ttl = 2 },
+                { group = "ff15::/16", interface = 1 },
+            ]
+            "#,
+        )
+        .unwrap();
+        let grants = policy.multicast_grants();
+        assert_eq!(grants.len(), 3);
+        assert_eq!(
+            (grants[0].max_ttl, grants[0].ports.clone()),
+            (0, 5000..=5000)
+        );
+        assert_eq!(grants[1].source, Some("127.0.0.1/32".parse().unwrap()));
+        assert_eq!(grants[1].max_ttl, 2);
+        assert_eq!(grants[2].interface, MulticastInterface::V6(1));
+        let err = Policy::from_toml("[grants]\nmulticast = [{ group = \"10.0.0.0/8\" }]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a multicast block"), "{err}");
     }
 
     #[test]

@@ -143,6 +143,53 @@ impl fmt::Display for AddressGrant {
     }
 }
 
+/// A grant to join IP multicast groups and send to them (SPEC JL-1..JL-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MulticastGrant {
+    /// The groups (multicast addresses) that may be joined.
+    pub groups: IpNet,
+    /// The ports of those groups.
+    pub ports: RangeInclusive<u16>,
+    /// Only datagrams from these sources reach the guest (all when `None`).
+    pub source: Option<IpNet>,
+    /// The interface memberships and sends use: an IPv4 address, or an
+    /// IPv6 interface index (0: the loopback interface).
+    pub interface: MulticastInterface,
+    /// The highest TTL / hop limit the guest may set (0: this host only).
+    pub max_ttl: u8,
+}
+
+/// The interface of a multicast grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MulticastInterface {
+    /// An IPv4 interface address (`IP_MULTICAST_IF`, the membership's
+    /// interface).
+    V4(std::net::Ipv4Addr),
+    /// An IPv6 interface index (0: the loopback interface).
+    V6(u32),
+}
+
+impl MulticastGrant {
+    /// A grant of `groups` on `ports` over loopback, TTL 0, any source.
+    pub fn loopback(groups: IpNet, ports: RangeInclusive<u16>) -> Self {
+        let interface = match groups {
+            IpNet::V4(_) => MulticastInterface::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpNet::V6(_) => MulticastInterface::V6(0),
+        };
+        Self {
+            groups,
+            ports,
+            source: None,
+            interface,
+            max_ttl: 0,
+        }
+    }
+
+    fn covers(&self, group: &SocketAddr) -> bool {
+        self.groups.contains(&group.ip()) && self.ports.contains(&group.port())
+    }
+}
+
 /// Quotas that bound what one guest can hold (DESIGN §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -178,6 +225,17 @@ pub enum Denial {
     /// The protocol is not in the policy's `protocols` list.
     #[error("protocol `{0}` is not in the policy's `protocols`")]
     Protocol(Transport),
+    /// No multicast grant covers the group.
+    #[error("no `multicast` grant covers {0}")]
+    Multicast(SocketAddr),
+    /// A multicast TTL above the grant's ceiling.
+    #[error("multicast TTL {asked} is above the ceiling {ceiling}")]
+    MulticastTtl {
+        /// The TTL asked for.
+        asked: u8,
+        /// The highest allowed.
+        ceiling: u8,
+    },
 }
 
 /// A guest's capabilities: deny by default, grants per [`NetUse`], an
@@ -187,6 +245,7 @@ pub struct Policy {
     protocols: BTreeSet<Transport>,
     grants: [Vec<AddressGrant>; 7],
     pools: [Pool; 7],
+    multicast: Vec<MulticastGrant>,
     limits: Limits,
 }
 
@@ -199,6 +258,7 @@ impl fmt::Debug for Policy {
         f.debug_struct("Policy")
             .field("protocols", &self.protocols)
             .field("grants", &grants)
+            .field("multicast", &self.multicast)
             .field("limits", &self.limits)
             .finish()
     }
@@ -233,6 +293,20 @@ impl Policy {
         } else {
             Err(Denial::Protocol(transport))
         }
+    }
+
+    /// The multicast grant covering `group` (its address and port).
+    pub fn check_multicast(&self, group: SocketAddr) -> Result<&MulticastGrant, Denial> {
+        let group = canonical(group);
+        self.multicast
+            .iter()
+            .find(|g| g.covers(&group))
+            .ok_or(Denial::Multicast(group))
+    }
+
+    /// The multicast grants.
+    pub fn multicast_grants(&self) -> &[MulticastGrant] {
+        &self.multicast
     }
 
     /// The grants of one use, in the order they were added.
@@ -283,6 +357,12 @@ impl PolicyBuilder {
     /// Grants `use` of exactly `addr` (its address, and its port).
     pub fn grant_addr(self, net_use: NetUse, addr: SocketAddr) -> Self {
         self.grant(net_use, IpNet::from(addr.ip()), addr.port()..=addr.port())
+    }
+
+    /// Grants joining (and sending to) the groups of `grant`.
+    pub fn grant_multicast(mut self, grant: MulticastGrant) -> Self {
+        self.policy.multicast.push(grant);
+        self
     }
 
     /// Sets the socket quota (`WSAEMFILE` beyond it).
@@ -398,6 +478,33 @@ mod tests {
         assert_eq!(
             denial.to_string(),
             "protocol `udp` is not in the policy's `protocols`"
+        );
+    }
+
+    #[test]
+    fn multicast_grants_cover_groups_and_ports() {
+        let policy = Policy::builder()
+            .grant_multicast(MulticastGrant::loopback(
+                "239.255.0.0/16".parse().unwrap(),
+                5000..=5001,
+            ))
+            .build();
+        let grant = policy.check_multicast(sa("239.255.1.2:5000")).unwrap();
+        assert_eq!(grant.max_ttl, 0);
+        assert_eq!(
+            grant.interface,
+            MulticastInterface::V4(std::net::Ipv4Addr::LOCALHOST)
+        );
+        assert!(policy.check_multicast(sa("239.255.1.2:5002")).is_err());
+        let denial = policy.check_multicast(sa("239.1.1.1:5000")).unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "no `multicast` grant covers 239.1.1.1:5000"
+        );
+        assert!(
+            Policy::deny_all()
+                .check_multicast(sa("239.255.1.2:5000"))
+                .is_err()
         );
     }
 

@@ -313,6 +313,8 @@ impl Probe {
                     "rcvbuf" => Sockopt::ReceiveBuffer(value.parse().expect("size")),
                     "sndbuf" => Sockopt::SendBuffer(value.parse().expect("size")),
                     "max-msg-size" => Sockopt::MaxMessageSize(value.parse().expect("size")),
+                    "mcast-ttl" => Sockopt::MulticastTtl(value.parse().expect("ttl")),
+                    "mcast-loop" => Sockopt::MulticastLoop(on(value)),
                     other => panic!("unknown option {other}"),
                 };
                 Ok(wsp::wsp_set_sock_opt(self.sock(arg(1)), &option).map(|()| String::new())?)
@@ -332,6 +334,8 @@ impl Probe {
                     "type" => SockoptName::SocketType,
                     "acceptconn" => SockoptName::AcceptConn,
                     "protocol-info" => SockoptName::ProtocolInfo,
+                    "mcast-ttl" => SockoptName::MulticastTtl,
+                    "mcast-loop" => SockoptName::MulticastLoop,
                     other => panic!("unknown option {other}"),
                 };
                 Ok(match wsp::wsp_get_sock_opt(self.sock(arg(1)), name)? {
@@ -349,6 +353,8 @@ impl Probe {
                     Sockopt::Error(Some(e)) => WsaError(e).name(),
                     Sockopt::SocketType(t) => t.to_string(),
                     Sockopt::ProtocolInfo(p) => format!("{} {}", p.catalog_entry_id, p.name),
+                    Sockopt::MulticastTtl(t) => t.to_string(),
+                    Sockopt::MulticastLoop(v) => v.to_string(),
                 })
             }
             "name" => Ok(from_wit(wsp::wsp_get_sock_name(self.sock(arg(1)))?).to_string()),
@@ -526,6 +532,99 @@ impl Probe {
                     self.sockets.push(s);
                 }
                 Ok(self.sockets.len().to_string())
+            }
+            // join S ADDR [sender|receiver|both] [data=TEXT] [sqos=SERVICE]
+            "join" => {
+                use wasp_guest::raw::types::{Flowspec, JoinFlags, Qos, ServiceType};
+                let mut role = JoinFlags::Both;
+                let mut data = None;
+                let mut sqos = None;
+                for word in &w[3..] {
+                    match *word {
+                        "sender" => role = JoinFlags::SenderOnly,
+                        "receiver" => role = JoinFlags::ReceiverOnly,
+                        "both" => role = JoinFlags::Both,
+                        other => {
+                            if let Some(text) = other.strip_prefix("data=") {
+                                data = Some(text.as_bytes().to_vec());
+                            } else if let Some(service) = other.strip_prefix("sqos=") {
+                                let service_type = match service {
+                                    "guaranteed" => ServiceType::Guaranteed,
+                                    "controlled-load" => ServiceType::ControlledLoad,
+                                    _ => ServiceType::BestEffort,
+                                };
+                                let flow = Flowspec {
+                                    token_rate: 1000,
+                                    token_bucket_size: 1000,
+                                    peak_bandwidth: 1000,
+                                    latency: 0,
+                                    delay_variation: 0,
+                                    service_type,
+                                    max_sdu_size: 1500,
+                                    minimum_policed_size: 0,
+                                };
+                                sqos = Some(Qos {
+                                    sending: flow,
+                                    receiving: flow,
+                                    provider_specific: Vec::new(),
+                                });
+                            }
+                        }
+                    }
+                }
+                let to = to_wit(self.addr(arg(2)));
+                let result = wsp::wsp_join_leaf(
+                    self.sock(arg(1)),
+                    to,
+                    data.as_deref(),
+                    64,
+                    sqos.as_ref(),
+                    None,
+                    role,
+                )?;
+                let name = match self.sockets.iter().position(|&s| s == result.socket) {
+                    Some(i) => format!("s{i}"),
+                    None => self.add(result.socket),
+                };
+                Ok(format!("{name} callee={}", result.callee_data.len()))
+            }
+            // sleep MS: waits on an empty queue
+            "sleep" => {
+                MessageQueue::new(1).get(Some(arg(1).parse().expect("milliseconds")));
+                Ok(String::new())
+            }
+            // call S ADDR TEXT REPLY N MS: sends TEXT to ADDR up to N times,
+            // MS apart, until REPLY arrives on S (non-blocking receives)
+            "call" => {
+                let s = self.sock(arg(1));
+                let to = to_wit(self.addr(arg(2)));
+                let times: usize = arg(5).parse().expect("count");
+                let pause = MessageQueue::new(1);
+                wsp::wsp_ioctl(s, IoctlCommand::Fionbio(true))?;
+                for attempt in 1..=times {
+                    wsp::wsp_send_to(s, &[payload(arg(3))], MessageFlags::empty(), to, None)?;
+                    pause.get(Some(arg(6).parse().expect("milliseconds")));
+                    while let Ok((data, from)) = wsp::wsp_recv_from(s, 1024, MessageFlags::empty())
+                    {
+                        if data == arg(4).as_bytes() {
+                            return Ok(format!(
+                                "{} from {} after {attempt}",
+                                show(&data),
+                                from_wit(from)
+                            ));
+                        }
+                    }
+                }
+                Ok("no reply".into())
+            }
+            // repeat N CMD...: runs CMD N times, prints the last outcome
+            "repeat" => {
+                let times: usize = arg(1).parse().expect("count");
+                let mut last = Ok(String::new());
+                for _ in 0..times {
+                    last = self.run(&w[2..]);
+                }
+                last
             }
             "echo" => Ok(w[1..].join(" ")),
             other => panic!("unknown command {other}"),
