@@ -45,7 +45,9 @@ pub use events::{DEFAULT_BATCH, Dispatcher, Event, EventQueue};
 pub use raw::sockets::{IoctlCommand, IoctlResult, Sockopt, SockoptName};
 pub use raw::types::FdEvents;
 pub use raw::types::{ErrorCode, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
-pub use socket::{Socket, SocketType, enum_protocols, last_denial};
+pub use socket::{
+    Socket, SocketType, enum_protocols, last_denial, socket_address, std_socket_addr,
+};
 
 /// Winsock constants for `wsp-socket` (`AF_*`, `SOCK_*`, `IPPROTO_*`).
 pub mod consts {

@@ -26,7 +26,8 @@ pub struct Socket {
     s: u32,
 }
 
-fn to_wit(addr: SocketAddr) -> SocketAddress {
+/// A `std` socket address as a WIT `socket-address`.
+pub fn socket_address(addr: SocketAddr) -> SocketAddress {
     match addr {
         SocketAddr::V4(a) => {
             let [o0, o1, o2, o3] = a.ip().octets();
@@ -47,7 +48,8 @@ fn to_wit(addr: SocketAddr) -> SocketAddress {
     }
 }
 
-fn from_wit(addr: SocketAddress) -> SocketAddr {
+/// A WIT `socket-address` as a `std` socket address.
+pub fn std_socket_addr(addr: SocketAddress) -> SocketAddr {
     match addr {
         SocketAddress::Ipv4(a) => {
             let (o0, o1, o2, o3) = a.address;
@@ -132,7 +134,7 @@ impl Socket {
 
     /// `wsp-bind`.
     pub fn bind(&self, addr: SocketAddr) -> Result<()> {
-        Ok(wsp::wsp_bind(self.s, to_wit(addr))?)
+        Ok(wsp::wsp_bind(self.s, socket_address(addr))?)
     }
 
     /// `wsp-listen`.
@@ -143,12 +145,12 @@ impl Socket {
     /// `wsp-accept`: the new socket and its peer.
     pub fn accept(&self) -> Result<(Socket, SocketAddr)> {
         let (s, peer) = wsp::wsp_accept(self.s)?;
-        Ok((Socket { s }, from_wit(peer)))
+        Ok((Socket { s }, std_socket_addr(peer)))
     }
 
     /// `wsp-connect`.
     pub fn connect(&self, addr: SocketAddr) -> Result<()> {
-        Ok(wsp::wsp_connect(self.s, to_wit(addr))?)
+        Ok(wsp::wsp_connect(self.s, socket_address(addr))?)
     }
 
     /// `wsp-send` of one buffer.
@@ -190,7 +192,7 @@ impl Socket {
         flags: MessageFlags,
     ) -> Result<usize> {
         let buffers: Vec<Vec<u8>> = buffers.iter().map(|b| b.to_vec()).collect();
-        Ok(wsp::wsp_send_to(self.s, &buffers, flags, to_wit(to), None)? as usize)
+        Ok(wsp::wsp_send_to(self.s, &buffers, flags, socket_address(to), None)? as usize)
     }
 
     /// `wsp-recv` of up to `max_len` bytes; empty means the peer closed.
@@ -208,7 +210,7 @@ impl Socket {
     pub fn recv_from(&self, max_len: usize) -> Result<(Vec<u8>, SocketAddr)> {
         let max = u32::try_from(max_len).unwrap_or(u32::MAX);
         let (data, from) = wsp::wsp_recv_from(self.s, max, MessageFlags::empty())?;
-        Ok((data, from_wit(from)))
+        Ok((data, std_socket_addr(from)))
     }
 
     /// `wsp-shutdown`.
@@ -242,12 +244,12 @@ impl Socket {
 
     /// `wsp-get-sock-name`.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(from_wit(wsp::wsp_get_sock_name(self.s)?))
+        Ok(std_socket_addr(wsp::wsp_get_sock_name(self.s)?))
     }
 
     /// `wsp-get-peer-name`.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
-        Ok(from_wit(wsp::wsp_get_peer_name(self.s)?))
+        Ok(std_socket_addr(wsp::wsp_get_peer_name(self.s)?))
     }
 
     /// A UDP socket that can join IP multicast sessions (created with
@@ -263,7 +265,7 @@ impl Socket {
     /// socket itself (SPEC JL-3); `send` then goes to the group. Returns the
     /// callee data (empty for IP multicast).
     pub fn join_leaf(&self, name: SocketAddr, role: JoinFlags) -> Result<Vec<u8>> {
-        let joined = wsp::wsp_join_leaf(self.s, to_wit(name), None, 0, None, None, role)?;
+        let joined = wsp::wsp_join_leaf(self.s, socket_address(name), None, 0, None, None, role)?;
         Ok(joined.callee_data)
     }
 

@@ -62,37 +62,10 @@ fn server_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// CPU time of this process's threads named `name`.
-fn cpu_time(name: &str) -> Duration {
-    let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        if head.ends_with(&format!("({name}")) {
-            let f: Vec<&str> = rest.split(' ').collect();
-            ticks += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
-        }
-    }
-    Duration::from_millis(ticks * 10)
-}
-
-fn wait_for_address(out: &MemoryOutputPipe) -> SocketAddr {
-    let start = Instant::now();
-    loop {
-        let text = String::from_utf8_lossy(&out.contents()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.contains("listening on ")) {
-            return line.rsplit(' ').next().unwrap().parse().unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "server did not start: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// The address a server guest printed after `prefix`.
+fn wait_for_address(out: &MemoryOutputPipe, prefix: &str) -> SocketAddr {
+    let line = common::wait_for_line(out, prefix);
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 fn start_native(runtime: &tokio::runtime::Runtime) -> SocketAddr {
@@ -135,7 +108,7 @@ fn start_wasp(runtime: &tokio::runtime::Runtime) -> SocketAddr {
     };
     let component = common::component("rust-event-echo");
     runtime.spawn(async move { common::host().run(&component, options).await });
-    wait_for_address(&out)
+    wait_for_address(&out, "event-echo: listening on ")
 }
 
 struct StockState {
@@ -175,7 +148,7 @@ fn start_stock(runtime: &tokio::runtime::Runtime) -> SocketAddr {
         let command = Command::instantiate_async(&mut store, &component, &linker).await?;
         command.wasi_cli_run().call_run(&mut store).await
     });
-    wait_for_address(&out)
+    wait_for_address(&out, "std-echo: listening on ")
 }
 
 /// 64-byte round trips on one connection: p50 and p99.
@@ -204,7 +177,7 @@ async fn latency(addr: SocketAddr, rounds: usize) -> (Duration, Duration) {
 /// trips; also the server CPU spent.
 async fn rate(addr: SocketAddr, connections: usize, total: usize) -> (f64, Duration) {
     let per_connection = (total / connections).max(5);
-    let cpu_before = cpu_time(SERVER_THREADS);
+    let cpu_before = common::cpu_time(SERVER_THREADS);
     let start = Instant::now();
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..connections {
@@ -226,7 +199,7 @@ async fn rate(addr: SocketAddr, connections: usize, total: usize) -> (f64, Durat
     let messages = (per_connection * connections) as f64;
     (
         messages / elapsed.as_secs_f64(),
-        cpu_time(SERVER_THREADS) - cpu_before,
+        common::cpu_time(SERVER_THREADS) - cpu_before,
     )
 }
 

@@ -2,27 +2,16 @@
 //! real loopback sockets. Waits are bounded by `get` time-outs; a message
 //! that should come gets up to 10 s, one that must not come 200 ms.
 
-use crate::common::{LOOPBACK, expect};
+use crate::common::{LOOPBACK, TCP_PAIR, after, expect, skipping};
 
-/// s0 listens, s1 connects, s2 is accepted; q0 is a queue.
-const PAIR: [&str; 7] = [
-    "queue 64",
-    "socket 2 1 6",
-    "bind s0 127.0.0.1:0",
-    "listen s0 4",
-    "socket 2 1 6",
-    "connect s1 @s0",
-    "accept s0",
-];
-
+/// q0 is a queue, then the TCP pair: s0 listens, s1 connects, s2 is
+/// accepted.
 fn script<'a>(rest: &[&'a str]) -> Vec<&'a str> {
-    PAIR.iter().copied().chain(rest.iter().copied()).collect()
+    after(&after(&["queue 64"], &TCP_PAIR), rest)
 }
 
 fn want<'a>(rest: &[&'a str]) -> Vec<&'a str> {
-    std::iter::repeat_n("*", PAIR.len())
-        .chain(rest.iter().copied())
-        .collect()
+    skipping(&after(&["queue 64"], &TCP_PAIR), rest)
 }
 
 #[test]

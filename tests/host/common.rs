@@ -171,3 +171,62 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// A connected TCP pair inside the probe: s0 listens, s1 is the client, s2
+/// the accepted side.
+pub const TCP_PAIR: [&str; 6] = [
+    "socket 2 1 6",
+    "bind s0 127.0.0.1:0",
+    "listen s0 4",
+    "socket 2 1 6",
+    "connect s1 @s0",
+    "accept s0",
+];
+
+/// `prefix` followed by `rest`: a script that starts with a set-up.
+pub fn after<'a>(prefix: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    prefix.iter().chain(rest).copied().collect()
+}
+
+/// Expected lines that skip `prefix`'s lines and then match `rest`.
+pub fn skipping<'a>(prefix: &[&str], rest: &[&'a str]) -> Vec<&'a str> {
+    std::iter::repeat_n("*", prefix.len())
+        .chain(rest.iter().copied())
+        .collect()
+}
+
+/// CPU time (user + system) of this process's threads named `name` (other
+/// tests run beside the caller in the same process).
+pub fn cpu_time(name: &str) -> Duration {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if head.ends_with(&format!("({name}")) {
+            let fields: Vec<&str> = rest.split(' ').collect();
+            ticks +=
+                fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    Duration::from_millis(ticks * 10)
+}
+
+/// Waits until `out` holds a line starting with `prefix`, and returns it.
+pub fn wait_for_line(out: &MemoryOutputPipe, prefix: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&out.contents()).into_owned();
+        if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
+            return line.to_string();
+        }
+        assert!(
+            start.elapsed() < GUEST_DEADLINE,
+            "no `{prefix}` line: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

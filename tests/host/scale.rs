@@ -3,29 +3,13 @@
 //! on its queue with 1,000 registered sockets uses no CPU.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasp_host::run::{GuestOptions, Stdio};
 
-use crate::common::{GUEST_DEADLINE, component, host, policy};
-
-/// Waits until the guest's stdout holds a line starting with `prefix`.
-fn wait_for_line(out: &MemoryOutputPipe, prefix: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let text = String::from_utf8_lossy(&out.contents()).into_owned();
-        if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
-            return line.to_string();
-        }
-        assert!(
-            start.elapsed() < GUEST_DEADLINE,
-            "no `{prefix}` line: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use crate::common::{GUEST_DEADLINE, component, cpu_time, host, policy, wait_for_line};
 
 /// Runs a guest on a runtime of its own, on threads named `threads`;
 /// returns its stdout.
@@ -97,26 +81,6 @@ fn one_guest_serves_1000_busy_connections() {
         .expect("every connection was served within the deadline")
     });
     assert_eq!(served, CONNECTIONS);
-}
-
-/// CPU time (user + system) of this process's threads named `name`
-/// (other tests run beside this one in the same process).
-fn cpu_time(name: &str) -> Duration {
-    let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        if !head.ends_with(&format!("({name}")) {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split(' ').collect();
-        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    }
-    Duration::from_millis(ticks * 10)
 }
 
 #[test]

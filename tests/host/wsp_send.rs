@@ -4,27 +4,14 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use crate::common::{LOOPBACK, expect, policy, probe};
-
-/// A connected TCP pair inside the guest: s0 listens, s1 is the client,
-/// s2 the accepted side.
-const PAIR: [&str; 6] = [
-    "socket 2 1 6",
-    "bind s0 127.0.0.1:0",
-    "listen s0 4",
-    "socket 2 1 6",
-    "connect s1 @s0",
-    "accept s0",
-];
+use crate::common::{LOOPBACK, TCP_PAIR, after, expect, policy, probe, skipping};
 
 fn with_pair<'a>(rest: &[&'a str]) -> Vec<&'a str> {
-    PAIR.iter().copied().chain(rest.iter().copied()).collect()
+    after(&TCP_PAIR, rest)
 }
 
 fn skip_pair<'a>(rest: &[&'a str]) -> Vec<&'a str> {
-    std::iter::repeat_n("*", PAIR.len())
-        .chain(rest.iter().copied())
-        .collect()
+    skipping(&TCP_PAIR, rest)
 }
 
 #[test]

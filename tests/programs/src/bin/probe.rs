@@ -18,6 +18,7 @@ use wasp_guest::{
     IoctlCommand, IoctlResult, MessageFlags, ShutdownHow, SocketFlags, Sockopt, SockoptName,
     WsaError,
 };
+use wasp_guest::{socket_address as to_wit, std_socket_addr as from_wit};
 
 struct Probe {
     sockets: Vec<u32>,
@@ -113,42 +114,6 @@ fn show(data: &[u8]) -> String {
         format!("len={}", data.len())
     } else {
         format!("{:?}", String::from_utf8_lossy(data))
-    }
-}
-
-fn to_wit(addr: SocketAddr) -> wasp_guest::raw::types::SocketAddress {
-    use wasp_guest::raw::types::{Ipv4SocketAddress, Ipv6SocketAddress, SocketAddress};
-    match addr {
-        SocketAddr::V4(a) => {
-            let [o0, o1, o2, o3] = a.ip().octets();
-            SocketAddress::Ipv4(Ipv4SocketAddress {
-                port: a.port(),
-                address: (o0, o1, o2, o3),
-            })
-        }
-        SocketAddr::V6(a) => {
-            let [g0, g1, g2, g3, g4, g5, g6, g7] = a.ip().segments();
-            SocketAddress::Ipv6(Ipv6SocketAddress {
-                port: a.port(),
-                flow_info: 0,
-                address: (g0, g1, g2, g3, g4, g5, g6, g7),
-                scope_id: 0,
-            })
-        }
-    }
-}
-
-fn from_wit(addr: wasp_guest::raw::types::SocketAddress) -> SocketAddr {
-    use wasp_guest::raw::types::SocketAddress;
-    match addr {
-        SocketAddress::Ipv4(a) => {
-            let (o0, o1, o2, o3) = a.address;
-            SocketAddr::from(([o0, o1, o2, o3], a.port))
-        }
-        SocketAddress::Ipv6(a) => {
-            let (g0, g1, g2, g3, g4, g5, g6, g7) = a.address;
-            SocketAddr::from(([g0, g1, g2, g3, g4, g5, g6, g7], a.port))
-        }
     }
 }
 
