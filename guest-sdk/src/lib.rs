@@ -21,9 +21,25 @@
 //! # Ok::<(), wasp_guest::WsaError>(())
 //! ```
 //!
-//! Where Windows differs from the Winsock rules wasp follows (SPEC.md),
-//! wasp follows the rules: for example descriptors are never reused within
-//! one guest, and an IPv6 socket is IPv6-only.
+//! ## Where wasp differs from Windows
+//!
+//! wasp follows the Winsock SPI rules (SPEC.md) where Windows as shipped
+//! differs, and maps Windows notions onto WebAssembly:
+//!
+//! - descriptors are never reused within one guest, so a stale one is
+//!   always WSAENOTSOCK;
+//! - an IPv6 socket is IPv6-only (IPV6_V6ONLY on), as the Windows default;
+//! - a datagram larger than the receive buffer is consumed and reported as
+//!   WSAEMSGSIZE without its truncated part;
+//! - `listen` on an unbound socket is WSAEINVAL (no implicit bind);
+//! - a capability the policy does not grant is WSAEACCES, and
+//!   [`last_denial`] names the missing grant;
+//! - the window of WSPAsyncSelect is a guest-owned [`EventQueue`]; the
+//!   guest pulls its messages, nothing calls into it;
+//! - FD_CONNECT is posted at registration when the socket is already
+//!   connected (SPEC AS-20), which Windows does not always do;
+//! - WSPJoinLeaf offers IP multicast only (no rooted sessions yet), with
+//!   no caller data (WSAEPROTONOSUPPORT) and best-effort QoS only.
 
 mod error;
 mod events;

@@ -172,12 +172,19 @@ fn close_error(err: std::io::Error) -> WsaError {
     }
 }
 
-fn observe_stream(stream: &TcpStream) -> Observed {
+/// What a connected stream shows. One `poll(2)` in the common case;
+/// FIONREAD only once the peer's side has ended (to tell the last data from
+/// the end), SO_OOBINLINE only when FD_OOB is registered.
+fn observe_stream(stream: &TcpStream, wants_oob: bool) -> Observed {
     let flags = poll_now(stream);
     let sock = SockRef::from(stream);
-    let unread = rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0);
     let ended = flags.intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR);
-    let close = if ended && unread == 0 {
+    let data = match (flags.contains(PollFlags::IN), ended) {
+        (false, _) => false,
+        (true, false) => true,
+        (true, true) => rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0) > 0,
+    };
+    let close = if ended && !data {
         let mut probe = [0u8; 1];
         match sys::recv(&sock, &mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
             Ok(0) => Some(None),
@@ -190,11 +197,11 @@ fn observe_stream(stream: &TcpStream) -> Observed {
     };
     Observed {
         now: Conditions {
-            data: unread > 0,
+            data,
             oob: flags.contains(PollFlags::PRI),
             pending_accept: false,
             writable: flags.contains(PollFlags::OUT),
-            oob_inline: sock.out_of_band_inline().unwrap_or(false),
+            oob_inline: wants_oob && sock.out_of_band_inline().unwrap_or(false),
         },
         close,
         connect: None,
@@ -224,7 +231,9 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
                 ..Observed::default()
             }
         }
-        Watched::Stream(stream) => observe_stream(stream),
+        Watched::Stream(stream) => {
+            observe_stream(stream, link.registered_mask().contains(FdEvents::OOB))
+        }
         Watched::Listener(listener) => Observed {
             now: Conditions {
                 pending_accept: poll_now(listener.get_ref()).contains(PollFlags::IN),
@@ -287,7 +296,9 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
     }
     let seen = match (&*watched, seen.connect) {
         // Just connected: look again as a connected stream.
-        (Watched::Stream(stream), Some(None)) => observe_stream(stream),
+        (Watched::Stream(stream), Some(None)) => {
+            observe_stream(stream, inner.state.mask().contains(FdEvents::OOB))
+        }
         _ => seen,
     };
     if let Some(close) = seen.close {
