@@ -311,15 +311,22 @@ fn so_8_raw_sockets_are_not_offered() {
 fn so_9_the_catalogue_is_published_and_filterable() {
     let lines = probe(
         policy(LOOPBACK),
-        &["protocols", "protocols 17", "protocols 6", "protocols 99"],
+        &[
+            "protocols",
+            "protocols 17",
+            "protocols 6",
+            "protocols 99",
+            "protocols 253",
+        ],
     );
     assert_eq!(
         lines,
         [
-            "ok 1001,1002,1003,1004",
+            "ok 1001,1002,1003,1004,1005,1006",
             "ok 1002,1004",
             "ok 1001,1003",
-            "ok"
+            "ok",
+            "ok 1005,1006"
         ]
     );
 }

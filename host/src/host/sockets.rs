@@ -155,6 +155,7 @@ impl Host for WaspCtxView<'_> {
             SockoptName::ProtocolInfo => OptName::ProtocolInfo,
             SockoptName::MulticastTtl => OptName::MulticastTtl,
             SockoptName::MulticastLoop => OptName::MulticastLoop,
+            SockoptName::ConnectData => OptName::ConnectData,
         };
         Ok(match self.ctx.provider.wsp_get_sock_opt(s, name)? {
             OptValue::Broadcast(v) => Sockopt::Broadcast(v),
@@ -172,6 +173,7 @@ impl Host for WaspCtxView<'_> {
             OptValue::ProtocolInfo(entry) => Sockopt::ProtocolInfo(protocol_info(entry)),
             OptValue::MulticastTtl(v) => Sockopt::MulticastTtl(v),
             OptValue::MulticastLoop(v) => Sockopt::MulticastLoop(v),
+            OptValue::ConnectData(v) => Sockopt::ConnectData(v),
         })
     }
 
@@ -187,6 +189,7 @@ impl Host for WaspCtxView<'_> {
             Sockopt::SendBuffer(v) => OptValue::SendBuffer(v),
             Sockopt::MulticastTtl(v) => OptValue::MulticastTtl(v),
             Sockopt::MulticastLoop(v) => OptValue::MulticastLoop(v),
+            Sockopt::ConnectData(v) => OptValue::ConnectData(v),
             // Read-only options: SO_MAX_MSG_SIZE, SO_ERROR, SO_TYPE,
             // SO_ACCEPTCONN, SO_PROTOCOL_INFO.
             Sockopt::MaxMessageSize(_)
@@ -241,7 +244,7 @@ impl Host for WaspCtxView<'_> {
         s: u32,
         name: SocketAddress,
         caller_data: Option<Vec<u8>>,
-        _callee_capacity: u32,
+        callee_capacity: u32,
         sqos: Option<Qos>,
         _gqos: Option<Qos>,
         flags: JoinFlags,
@@ -251,13 +254,18 @@ impl Host for WaspCtxView<'_> {
             JoinFlags::ReceiverOnly => JoinRole::ReceiverOnly,
             JoinFlags::Both => JoinRole::Both,
         };
-        let (socket, callee_data) = self.ctx.provider.wsp_join_leaf(
-            s,
-            socket_addr(name),
-            caller_data.as_deref(),
-            sqos.as_ref().map(qos_request),
-            role,
-        )?;
+        let (socket, callee_data) = self
+            .ctx
+            .provider
+            .wsp_join_leaf(
+                s,
+                socket_addr(name),
+                caller_data.as_deref(),
+                callee_capacity,
+                sqos.as_ref().map(qos_request),
+                role,
+            )
+            .await?;
         Ok(JoinResult {
             socket,
             callee_data,

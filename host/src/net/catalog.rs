@@ -31,6 +31,11 @@ pub const IPPROTO_ANY: i32 = 0;
 pub const IPPROTO_TCP: i32 = 6;
 /// `IPPROTO_UDP`.
 pub const IPPROTO_UDP: i32 = 17;
+/// wasp's rooted multipoint protocol over TCP (an IANA protocol number for
+/// experimentation): rooted control and data planes, connect data.
+pub const IPPROTO_WASP_RMP: i32 = 253;
+/// Largest caller or callee data of a rooted join (SPEC JL-7).
+pub const MAX_CONNECT_DATA: usize = 4096;
 /// `FROM_PROTOCOL_INFO`: take the value from the protocol-info argument.
 pub const FROM_PROTOCOL_INFO: i32 = -1;
 /// Largest UDP payload over IPv4 (`SO_MAX_MSG_SIZE`).
@@ -135,8 +140,10 @@ pub struct ProtocolEntry {
     pub family: Family,
     /// Socket kind.
     pub kind: SocketKind,
-    /// The transport (and the `IPPROTO_*` value it stands for).
+    /// The transport the policy's `protocols` list names.
     pub transport: Transport,
+    /// The `IPPROTO_*` value.
+    pub protocol: i32,
     /// XP1_* flags.
     pub service_flags: ServiceFlags,
     /// SO_MAX_MSG_SIZE (0 for streams).
@@ -148,10 +155,13 @@ pub struct ProtocolEntry {
 impl ProtocolEntry {
     /// The `IPPROTO_*` value.
     pub const fn protocol(&self) -> i32 {
-        match self.transport {
-            Transport::Tcp => IPPROTO_TCP,
-            Transport::Udp => IPPROTO_UDP,
-        }
+        self.protocol
+    }
+
+    /// Whether this is wasp's rooted multipoint protocol (SPEC JL-4).
+    pub fn is_rooted(&self) -> bool {
+        self.service_flags
+            .contains(ServiceFlags::MULTIPOINT_CONTROL_PLANE)
     }
 }
 
@@ -159,6 +169,13 @@ const TCP_FLAGS: ServiceFlags = ServiceFlags::GUARANTEED_DELIVERY
     .union(ServiceFlags::GUARANTEED_ORDER)
     .union(ServiceFlags::GRACEFUL_CLOSE)
     .union(ServiceFlags::EXPEDITED_DATA);
+const RMP_FLAGS: ServiceFlags = ServiceFlags::GUARANTEED_DELIVERY
+    .union(ServiceFlags::GUARANTEED_ORDER)
+    .union(ServiceFlags::GRACEFUL_CLOSE)
+    .union(ServiceFlags::CONNECT_DATA)
+    .union(ServiceFlags::SUPPORT_MULTIPOINT)
+    .union(ServiceFlags::MULTIPOINT_CONTROL_PLANE)
+    .union(ServiceFlags::MULTIPOINT_DATA_PLANE);
 const UDP_FLAGS: ServiceFlags = ServiceFlags::CONNECTIONLESS
     .union(ServiceFlags::MESSAGE_ORIENTED)
     .union(ServiceFlags::SUPPORT_BROADCAST)
@@ -166,12 +183,13 @@ const UDP_FLAGS: ServiceFlags = ServiceFlags::CONNECTIONLESS
 
 /// The host's catalogue, in preference order: the first entry matching
 /// wildcard arguments is the one chosen (SPEC SO-4).
-pub static CATALOG: [ProtocolEntry; 4] = [
+pub static CATALOG: [ProtocolEntry; 6] = [
     ProtocolEntry {
         id: 1001,
         family: Family::V4,
         kind: SocketKind::Stream,
         transport: Transport::Tcp,
+        protocol: IPPROTO_TCP,
         service_flags: TCP_FLAGS,
         max_msg_size: 0,
         name: "wasp TCP/IPv4",
@@ -181,6 +199,7 @@ pub static CATALOG: [ProtocolEntry; 4] = [
         family: Family::V4,
         kind: SocketKind::Datagram,
         transport: Transport::Udp,
+        protocol: IPPROTO_UDP,
         service_flags: UDP_FLAGS,
         max_msg_size: UDP_MAX_MSG_SIZE_V4,
         name: "wasp UDP/IPv4",
@@ -190,6 +209,7 @@ pub static CATALOG: [ProtocolEntry; 4] = [
         family: Family::V6,
         kind: SocketKind::Stream,
         transport: Transport::Tcp,
+        protocol: IPPROTO_TCP,
         service_flags: TCP_FLAGS,
         max_msg_size: 0,
         name: "wasp TCP/IPv6",
@@ -199,9 +219,30 @@ pub static CATALOG: [ProtocolEntry; 4] = [
         family: Family::V6,
         kind: SocketKind::Datagram,
         transport: Transport::Udp,
+        protocol: IPPROTO_UDP,
         service_flags: UDP_FLAGS,
         max_msg_size: UDP_MAX_MSG_SIZE_V6,
         name: "wasp UDP/IPv6",
+    },
+    ProtocolEntry {
+        id: 1005,
+        family: Family::V4,
+        kind: SocketKind::Stream,
+        transport: Transport::Tcp,
+        protocol: IPPROTO_WASP_RMP,
+        service_flags: RMP_FLAGS,
+        max_msg_size: 0,
+        name: "wasp rooted multipoint/IPv4",
+    },
+    ProtocolEntry {
+        id: 1006,
+        family: Family::V6,
+        kind: SocketKind::Stream,
+        transport: Transport::Tcp,
+        protocol: IPPROTO_WASP_RMP,
+        service_flags: RMP_FLAGS,
+        max_msg_size: 0,
+        name: "wasp rooted multipoint/IPv6",
     },
 ];
 
@@ -276,17 +317,17 @@ pub fn resolve(req: &SocketRequest) -> Result<&'static ProtocolEntry, WsaError> 
         // RDM and SEQPACKET, nor unknown types.
         _ => return Err(WsaError::SocktNoSupport),
     };
-    let transport = match protocol {
+    let protocol = match protocol {
         IPPROTO_ANY => None,
-        IPPROTO_TCP => Some(Transport::Tcp),
-        IPPROTO_UDP => Some(Transport::Udp),
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_WASP_RMP => Some(protocol),
         _ => return Err(WsaError::ProtoNoSupport),
     };
     // SO-2: a protocol of the wrong type for the socket type.
-    if let (Some(kind), Some(transport)) = (kind, transport) {
-        let natural = match transport {
-            Transport::Tcp => SocketKind::Stream,
-            Transport::Udp => SocketKind::Datagram,
+    if let (Some(kind), Some(protocol)) = (kind, protocol) {
+        let natural = if protocol == IPPROTO_UDP {
+            SocketKind::Datagram
+        } else {
+            SocketKind::Stream
         };
         if kind != natural {
             return Err(WsaError::ProtoType);
@@ -297,7 +338,7 @@ pub fn resolve(req: &SocketRequest) -> Result<&'static ProtocolEntry, WsaError> 
         .find(|e| {
             family.is_none_or(|f| e.family == f)
                 && kind.is_none_or(|k| e.kind == k)
-                && transport.is_none_or(|t| e.transport == t)
+                && protocol.is_none_or(|p| e.protocol == p)
         })
         .ok_or(WsaError::ProtoNoSupport)?;
     check_multipoint_flags(req.flags, entry.service_flags)?;
@@ -432,8 +473,27 @@ mod tests {
     }
 
     #[test]
+    fn so_5_rooted_multipoint_takes_root_and_leaf_flags() {
+        use SocketFlags as F;
+        let mut rmp = req(AF_INET, SOCK_STREAM, IPPROTO_WASP_RMP);
+        assert_eq!(id(rmp), Ok(1005));
+        rmp.flags = F::MULTIPOINT_C_ROOT | F::MULTIPOINT_D_ROOT;
+        assert_eq!(id(rmp), Ok(1005));
+        rmp.flags = F::MULTIPOINT_C_LEAF | F::MULTIPOINT_D_LEAF;
+        assert_eq!(id(rmp), Ok(1005));
+        rmp.flags = F::MULTIPOINT_C_ROOT | F::MULTIPOINT_C_LEAF | F::MULTIPOINT_D_ROOT;
+        assert_eq!(id(rmp), Err(WsaError::Inval));
+        assert_eq!(
+            id(req(AF_INET, SOCK_DGRAM, IPPROTO_WASP_RMP)),
+            Err(WsaError::ProtoType)
+        );
+        // Wildcards still pick TCP first.
+        assert_eq!(id(req(AF_INET, SOCK_STREAM, 0)), Ok(1001));
+    }
+
+    #[test]
     fn so_9_enumerate_filters_by_protocol() {
-        assert_eq!(enumerate(None).count(), 4);
+        assert_eq!(enumerate(None).count(), 6);
         let udp: Vec<_> = enumerate(Some(&[IPPROTO_UDP])).map(|e| e.id).collect();
         assert_eq!(udp, [1002, 1004]);
     }

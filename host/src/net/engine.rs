@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::queue::{Message, MessageQueue, Posted};
+use super::rooted::JoinCell;
 use super::select::{Conditions, FdEvents, SelectState};
 use super::sys;
 use crate::error::WsaError;
@@ -123,6 +124,8 @@ impl EventLink {
 pub enum Watched {
     /// A stream socket whose connect is in progress.
     Connecting(Arc<TcpStream>),
+    /// A stream socket whose rooted join handshake is running.
+    Joining(Arc<TcpStream>, Arc<JoinCell>),
     /// A connected stream socket.
     Stream(Arc<TcpStream>),
     /// A listening socket.
@@ -252,7 +255,7 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
                 ..Observed::default()
             }
         }
-        Watched::Nothing => Observed::default(),
+        Watched::Joining(..) | Watched::Nothing => Observed::default(),
     }
 }
 
@@ -294,6 +297,16 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
             };
         }
     }
+    // A rooted join reports FD_CONNECT itself (on the socket it was called
+    // on); here its socket only starts being watched as a stream.
+    if let Watched::Joining(stream, cell) = watched
+        && let Some(outcome) = cell.outcome()
+    {
+        *watched = match outcome {
+            Ok(_) => Watched::Stream(stream.clone()),
+            Err(_) => Watched::Nothing,
+        };
+    }
     let seen = match (&*watched, seen.connect) {
         // Just connected: look again as a connected stream.
         (Watched::Stream(stream), Some(None)) => {
@@ -327,6 +340,7 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
     let watching = |e| state.watching(e);
     match watched {
         Watched::Connecting(_) => interest = merge(interest, Interest::WRITABLE),
+        Watched::Joining(..) => {}
         // A stream whose close indication arrived stays "ready" for ever:
         // nothing new can happen on it but the guest's own calls.
         Watched::Stream(_) if state.close_arrived_already() => {}
@@ -367,7 +381,7 @@ type UrgentWatch = AsyncFd<std::os::fd::OwnedFd>;
 /// Waits for readiness; readiness the kernel does not confirm is cleared.
 async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Interest) {
     let flags_now = || match watched {
-        Watched::Connecting(s) | Watched::Stream(s) => poll_now(&**s),
+        Watched::Connecting(s) | Watched::Joining(s, _) | Watched::Stream(s) => poll_now(&**s),
         Watched::Datagram(u) => poll_now(&**u),
         Watched::Listener(l) => poll_now(l.get_ref()),
         Watched::Nothing => PollFlags::empty(),
@@ -412,7 +426,7 @@ async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Intere
                     guard.clear_ready();
                 }
             }
-            Watched::Nothing => std::future::pending().await,
+            Watched::Joining(..) | Watched::Nothing => std::future::pending().await,
         }
     };
     let on_urgent = async {

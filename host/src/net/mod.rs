@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod engine;
 pub mod provider;
 pub mod queue;
+pub mod rooted;
 pub mod select;
 pub mod socket;
 mod sys;

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::EventLink;
 use super::queue::MessageQueue;
+use super::rooted::{self, JoinCell, Rooted};
 use super::select::{FdEvents, Reenable, SelectState};
-use super::socket::{Membership, MsgFlags, Socket, wildcard};
+use super::socket::{Membership, MsgFlags, Socket, State, wildcard};
 use crate::error::WsaError;
 use crate::policy::{Denial, MulticastGrant, MulticastInterface, NetUse, Policy, canonical};
 
@@ -129,6 +130,8 @@ pub enum OptName {
     MulticastTtl,
     /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP.
     MulticastLoop,
+    /// SO_CONNDATA.
+    ConnectData,
 }
 
 /// A socket option with its value (`WSPGetSockOpt` / `WSPSetSockOpt`).
@@ -164,6 +167,8 @@ pub enum OptValue {
     MulticastTtl(u8),
     /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP.
     MulticastLoop(bool),
+    /// SO_CONNDATA: connect data of a rooted multipoint socket.
+    ConnectData(Vec<u8>),
 }
 
 /// The capability checks of one guest: the policy, and the last denial it
@@ -312,7 +317,17 @@ impl Provider {
             return Err(self.guard.deny(denial));
         }
         self.has_room()?;
-        let socket = Socket::create(entry, req.flags)?;
+        let mut socket = Socket::create(entry, req.flags)?;
+        if entry.is_rooted()
+            && req
+                .flags
+                .contains(super::catalog::SocketFlags::MULTIPOINT_C_ROOT)
+        {
+            socket.rooted = Some(Rooted::Root {
+                leaves: Vec::new(),
+                pending: None,
+            });
+        }
         Ok(self.insert(socket))
     }
 
@@ -351,7 +366,7 @@ impl Provider {
         if sockets.len() >= max {
             return Err(WsaError::Mfile);
         }
-        let accepted = loop {
+        let mut accepted = loop {
             let attempt = match listener.try_accept_native() {
                 Err(WsaError::WouldBlock) if listener.blocking() => listener.accept_wait().await,
                 other => other,
@@ -364,24 +379,46 @@ impl Provider {
                     return Err(err);
                 }
             };
-            match guard.check(NetUse::Accept, peer) {
-                Ok(()) => break listener.accepted(native)?,
-                Err(_) => {
-                    // Reset the refused peer: linger 0, then close.
-                    let _ = native.set_linger(Some(std::time::Duration::ZERO));
-                    drop(native);
+            if guard.check(NetUse::Accept, peer).is_err() {
+                // Reset the refused peer: linger 0, then close.
+                let _ = native.set_linger(Some(std::time::Duration::ZERO));
+                drop(native);
+                continue;
+            }
+            let mut accepted = listener.accepted(native)?;
+            if listener.entry.is_rooted() {
+                // SPEC JL-4, JL-7: a joining peer sends its caller data and
+                // gets this socket's connect data back; one that does not
+                // complete the handshake is dropped unseen.
+                let State::Connected(stream) = &accepted.state else {
+                    unreachable!("an accepted socket is connected")
+                };
+                match rooted::respond(stream, &listener.connect_data).await {
+                    Ok(caller_data) => {
+                        accepted.connect_data = caller_data;
+                        accepted.joined = true;
+                    }
+                    Err(_) => continue,
                 }
             }
+            break accepted;
         };
         let listener_link = listener.link.clone();
         listener_link.update(|st| st.reenable(Reenable::Accept));
+        let is_root = matches!(listener.rooted, Some(Rooted::Root { .. }));
         let peer = accepted.peer_addr().ok_or(WsaError::NotConn)?;
-        let s = self.insert(accepted);
-        let child = self.socket(s)?;
+        if is_root {
+            accepted.rooted = Some(Rooted::LeafOfRoot { root: s });
+        }
+        let child_s = self.insert(accepted);
+        if is_root && let Some(Rooted::Root { leaves, .. }) = &mut self.socket(s)?.rooted {
+            leaves.push(child_s);
+        }
+        let child = self.socket(child_s)?;
         // SPEC AS-7: the accepted socket inherits the registration.
         listener_link.inherit_into(&child.link);
         child.restart_watcher();
-        Ok((s, peer))
+        Ok((child_s, peer))
     }
 
     /// WSPConnect, under the `connect` grants (and the implicit bind's).
@@ -413,6 +450,11 @@ impl Provider {
         flags: MsgFlags,
         overlapped: Option<u64>,
     ) -> Result<u32, WsaError> {
+        if matches!(self.socket(s)?.rooted, Some(Rooted::Root { .. })) {
+            self.socket(s)?.check_send(flags)?;
+            let result = self.send_to_leaves(s, buffers, flags).await;
+            return sent(self.socket(s)?, result);
+        }
         let sock = self.socket(s)?;
         let result = async {
             sock.check_send(flags)?;
@@ -599,15 +641,25 @@ impl Provider {
     /// datagram socket joins the group `name` under the policy's multicast
     /// grants and is itself the returned leaf (JL-3). Returns the leaf's
     /// descriptor and the callee data (always empty for IP multicast).
-    pub fn wsp_join_leaf(
+    pub async fn wsp_join_leaf(
         &mut self,
         s: u32,
         name: SocketAddr,
         caller_data: Option<&[u8]>,
+        callee_capacity: u32,
         sqos: Option<QosRequest>,
         role: JoinRole,
     ) -> Result<(u32, Vec<u8>), WsaError> {
         use super::catalog::SocketFlags as F;
+        if self.socket(s)?.entry.is_rooted() {
+            if sqos.is_some_and(|q| !q.can_be_met()) {
+                return Err(WsaError::OpNotSupp);
+            }
+            let caller_data = caller_data.unwrap_or_default().to_vec();
+            return self
+                .join_rooted(s, name, caller_data, callee_capacity as usize)
+                .await;
+        }
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
         let multipoint = F::MULTIPOINT_C_ROOT
@@ -666,6 +718,160 @@ impl Provider {
             st.connect_finished(None);
         });
         Ok((s, Vec::new()))
+    }
+
+    /// WSPJoinLeaf on wasp's rooted multipoint protocol (SPEC JL-4..JL-7).
+    ///
+    /// On a c_leaf socket `name` is a listening root: the socket connects,
+    /// hands over the caller data and gets the root's callee data; it is
+    /// itself the returned leaf. On a c_root socket `name` is a listening
+    /// leaf to add: a new c_leaf descriptor is created for it, carrying the
+    /// root's properties and registration. Blocking joins return when the
+    /// handshake is over; non-blocking ones return the descriptor at once
+    /// and report the outcome as FD_CONNECT on `s` (JL-5).
+    async fn join_rooted(
+        &mut self,
+        s: u32,
+        name: SocketAddr,
+        caller_data: Vec<u8>,
+        callee_capacity: usize,
+    ) -> Result<(u32, Vec<u8>), WsaError> {
+        use super::catalog::SocketFlags as F;
+        if caller_data.len() > super::catalog::MAX_CONNECT_DATA {
+            return Err(WsaError::Fault);
+        }
+        let sock = self.socket(s)?;
+        sock.check_family(&name)?;
+        if name.ip().is_unspecified() || name.port() == 0 {
+            return Err(WsaError::AddrNotAvail);
+        }
+        let is_root = sock.flags.contains(F::MULTIPOINT_C_ROOT);
+        if !is_root && !sock.flags.contains(F::MULTIPOINT_C_LEAF) {
+            return Err(WsaError::OpNotSupp);
+        }
+        sock.refresh_connect();
+        let pending = match &sock.rooted {
+            Some(Rooted::Root { pending, .. }) => *pending,
+            _ => None,
+        };
+        let leaf = if is_root {
+            // JL-4: at most one root-initiated join outstanding.
+            if let Some(p) = pending
+                && let Some(joining) = self.sockets.get_mut(&p)
+            {
+                joining.refresh_connect();
+                if joining.join.is_some() {
+                    return Err(WsaError::Already);
+                }
+            }
+            self.has_room()?;
+            let root = self.socket(s)?;
+            let flags = (root.flags - F::MULTIPOINT_C_ROOT - F::MULTIPOINT_D_ROOT)
+                | F::MULTIPOINT_C_LEAF
+                | F::MULTIPOINT_D_LEAF;
+            let mut leaf = Socket::create(root.entry, flags)?;
+            leaf.nonblocking = root.nonblocking;
+            leaf.rooted = Some(Rooted::LeafOfRoot { root: s });
+            let root_link = root.link.clone();
+            let leaf_s = self.insert(leaf);
+            root_link.inherit_into(&self.socket(leaf_s)?.link);
+            if let Some(Rooted::Root { leaves, pending }) = &mut self.socket(s)?.rooted {
+                leaves.push(leaf_s);
+                *pending = Some(leaf_s);
+            }
+            leaf_s
+        } else {
+            // JL-6: one join at a time; a joined leaf stays joined.
+            match &sock.join {
+                Some(_) => return Err(WsaError::Already),
+                None if sock.joined => return Err(WsaError::IsConn),
+                None => s,
+            }
+        };
+        let original = self.socket(s)?.link.clone();
+        let Self { guard, sockets, .. } = self;
+        let joining = sockets.get_mut(&leaf).ok_or(WsaError::NotSock)?;
+        let started = async {
+            guard.check(NetUse::Connect, name)?;
+            guard.implicit_bind(joining)?;
+            joining.start_stream_connect(name)
+        }
+        .await;
+        let stream = match started {
+            Ok(stream) => stream,
+            Err(err) => {
+                if leaf != s {
+                    self.sockets.remove(&leaf);
+                }
+                return Err(err);
+            }
+        };
+        original.update(SelectState::connect_started);
+        let cell = JoinCell::new();
+        joining.join = Some(cell.clone());
+        let task = tokio::spawn(rooted::initiate(
+            stream,
+            caller_data,
+            callee_capacity,
+            cell.clone(),
+            original,
+            joining.link.clone(),
+        ));
+        joining.restart_watcher();
+        if !self.socket(s)?.blocking() {
+            return Ok((leaf, Vec::new()));
+        }
+        let _ = task.await;
+        let joined = self.socket(leaf)?;
+        joined.refresh_connect();
+        joined.restart_watcher();
+        match cell.outcome() {
+            Some(Ok(callee_data)) => Ok((leaf, callee_data)),
+            Some(Err(err)) => {
+                if leaf != s {
+                    self.sockets.remove(&leaf);
+                }
+                Err(err)
+            }
+            None => Err(WsaError::InProgress),
+        }
+    }
+
+    /// A c_root's send: the same bytes to every leaf still in the session
+    /// (SPEC JL-4, rooted data plane), each sent whole.
+    async fn send_to_leaves(
+        &mut self,
+        s: u32,
+        buffers: &[Vec<u8>],
+        flags: MsgFlags,
+    ) -> Result<u32, WsaError> {
+        let leaves = match &self.socket(s)?.rooted {
+            Some(Rooted::Root { leaves, .. }) => leaves.clone(),
+            _ => return Err(WsaError::NotConn),
+        };
+        let mut reached = 0;
+        let mut gone = Vec::new();
+        for leaf in leaves {
+            let Some(sock) = self.sockets.get_mut(&leaf) else {
+                gone.push(leaf);
+                continue;
+            };
+            sock.refresh_connect();
+            let was_nonblocking = std::mem::replace(&mut sock.nonblocking, false);
+            let sent = sock.send_stream(buffers, flags).await;
+            sock.nonblocking = was_nonblocking;
+            if sent.is_ok() {
+                reached += 1;
+            }
+        }
+        if let Some(Rooted::Root { leaves, .. }) = &mut self.socket(s)?.rooted {
+            leaves.retain(|l| !gone.contains(l));
+        }
+        if reached == 0 {
+            return Err(WsaError::NotConn);
+        }
+        let total: usize = buffers.iter().map(Vec::len).sum();
+        Ok(total as u32)
     }
 
     /// WSPShutdown.
@@ -754,6 +960,10 @@ impl Provider {
                 };
                 OptValue::MulticastTtl(u8::try_from(ttl).unwrap_or(u8::MAX))
             }
+            OptName::ConnectData => {
+                sock.refresh_connect();
+                OptValue::ConnectData(sock.connect_data.clone())
+            }
             OptName::MulticastLoop => {
                 datagram_only(sock)?;
                 OptValue::MulticastLoop(match sock.entry.family {
@@ -768,8 +978,18 @@ impl Provider {
     pub fn wsp_set_sock_opt(&mut self, s: u32, value: &OptValue) -> Result<(), WsaError> {
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
-        match *value {
-            OptValue::MulticastTtl(asked) => {
+        match value {
+            OptValue::ConnectData(data) => {
+                if !sock.entry.is_rooted() {
+                    return Err(WsaError::NoProtoOpt);
+                }
+                if data.len() > super::catalog::MAX_CONNECT_DATA {
+                    return Err(WsaError::Fault);
+                }
+                sock.connect_data = data.clone();
+                return Ok(());
+            }
+            &OptValue::MulticastTtl(asked) => {
                 datagram_only(sock)?;
                 let ceiling = guard.ttl_ceiling(sock);
                 if asked > ceiling {
@@ -782,7 +1002,7 @@ impl Provider {
                 }
                 return Ok(());
             }
-            OptValue::MulticastLoop(on) => {
+            &OptValue::MulticastLoop(on) => {
                 datagram_only(sock)?;
                 let r = sock.sock_ref();
                 match sock.entry.family {

@@ -24,6 +24,7 @@ use tokio::task::AbortHandle;
 
 use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
 use super::engine::{self, EventLink, Watched};
+use super::rooted::{JoinCell, Rooted};
 use super::select::SelectState;
 use super::sys;
 use crate::error::WsaError;
@@ -108,6 +109,15 @@ pub struct Socket {
     watcher: Option<AbortHandle>,
     /// The multicast session joined with WSPJoinLeaf, if any.
     pub membership: Option<Membership>,
+    /// A rooted join in progress (its handshake runs in a task).
+    pub(crate) join: Option<Arc<JoinCell>>,
+    /// A leaf that completed its rooted join (a second one is WSAEISCONN).
+    pub joined: bool,
+    /// Its place in a rooted multipoint session (SPEC JL-4), if any.
+    pub rooted: Option<Rooted>,
+    /// SO_CONNDATA: a root's callee data for joining leaves; after a join,
+    /// the data the peer sent (a leaf's caller data, a root's callee data).
+    pub connect_data: Vec<u8>,
     send_shut: bool,
     recv_shut: bool,
     pending_error: Option<WsaError>,
@@ -190,6 +200,10 @@ impl Socket {
             link: EventLink::new(0),
             watcher: None,
             membership: None,
+            join: None,
+            joined: false,
+            rooted: None,
+            connect_data: Vec::new(),
             send_shut: false,
             recv_shut: false,
             pending_error: None,
@@ -200,7 +214,10 @@ impl Socket {
     /// What the event engine watches in the current state.
     pub(crate) fn watched(&self) -> Watched {
         match &self.state {
-            State::Connecting(s) => Watched::Connecting(s.clone()),
+            State::Connecting(s) => match &self.join {
+                Some(cell) => Watched::Joining(s.clone(), cell.clone()),
+                None => Watched::Connecting(s.clone()),
+            },
             State::Connected(s) => Watched::Stream(s.clone()),
             State::Listening(l) => Watched::Listener(l.clone()),
             State::Datagram(u) => Watched::Datagram(u.clone()),
@@ -330,6 +347,31 @@ impl Socket {
     /// set, the socket reusable) or still in progress. The event engine may
     /// have seen the outcome first; it keeps the error in the link.
     pub fn refresh_connect(&mut self) {
+        if let Some(cell) = &self.join {
+            // A rooted join owns the connection until its handshake ends.
+            let Some(outcome) = cell.outcome() else {
+                return;
+            };
+            self.join = None;
+            match outcome {
+                Ok(callee_data) => {
+                    self.connect_data = callee_data;
+                    self.joined = true;
+                    if let State::Connecting(stream) = &self.state {
+                        self.state = State::Connected(stream.clone());
+                    }
+                }
+                Err(err) => {
+                    if let State::Connecting(stream) = &self.state {
+                        let stream = stream.clone();
+                        reset_after_failed_connect(&SockRef::from(&*stream));
+                        self.state = State::Failed(stream);
+                    }
+                    self.pending_error = Some(err);
+                }
+            }
+            return;
+        }
         let State::Connecting(stream) = &self.state else {
             return;
         };
@@ -362,17 +404,35 @@ impl Socket {
     pub async fn connect(&mut self, addr: SocketAddr) -> Result<(), WsaError> {
         self.check_family(&addr)?;
         self.refresh_connect();
+        if let State::Datagram(udp) = &self.state {
+            let result = udp.connect(addr).await.map_err(WsaError::from);
+            // SPEC AS-20: FD_CONNECT even when connect completes at once.
+            self.link.update(|s| {
+                s.connect_started();
+                s.connect_finished(result.err());
+            });
+            return result;
+        }
+        let stream = self.start_stream_connect(addr)?;
+        self.link.update(SelectState::connect_started);
+        if self.nonblocking {
+            // Winsock: the outcome of a non-blocking connect is learnt
+            // later (FD_CONNECT, SO_ERROR, getpeername), never at once.
+            return Err(WsaError::WouldBlock);
+        }
+        // Readiness fires on success and on failure alike.
+        let _ = stream.writable().await;
+        self.refresh_connect();
+        match &self.state {
+            State::Connected(_) => Ok(()),
+            _ => Err(self.pending_error.take().unwrap_or(WsaError::ConnRefused)),
+        }
+    }
+
+    /// Starts a stream connect: the socket is `Connecting` when this
+    /// returns `Ok`. A connect that fails at once reports FD_CONNECT.
+    pub fn start_stream_connect(&mut self, addr: SocketAddr) -> Result<Arc<TcpStream>, WsaError> {
         let stream = match std::mem::replace(&mut self.state, State::Moving) {
-            State::Datagram(udp) => {
-                let result = udp.connect(addr).await.map_err(WsaError::from);
-                self.state = State::Datagram(udp);
-                // SPEC AS-20: FD_CONNECT even when connect completes at once.
-                self.link.update(|s| {
-                    s.connect_started();
-                    s.connect_finished(result.err());
-                });
-                return result;
-            }
             State::Idle(native) => match native.connect(&addr.into()) {
                 Ok(()) => Arc::new(TcpStream::from_std(native.into())?),
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
@@ -403,20 +463,8 @@ impl Socket {
                 return Err(err);
             }
         };
-        self.link.update(SelectState::connect_started);
         self.state = State::Connecting(stream.clone());
-        if self.nonblocking {
-            // Winsock: the outcome of a non-blocking connect is learnt
-            // later (FD_CONNECT, SO_ERROR, getpeername), never at once.
-            return Err(WsaError::WouldBlock);
-        }
-        // Readiness fires on success and on failure alike.
-        let _ = stream.writable().await;
-        self.refresh_connect();
-        match &self.state {
-            State::Connected(_) => Ok(()),
-            _ => Err(self.pending_error.take().unwrap_or(WsaError::ConnRefused)),
-        }
+        Ok(stream)
     }
 
     /// Sets the multicast interface, loopback and TTL / hop limit (at most

@@ -24,6 +24,8 @@ struct Probe {
     sockets: Vec<u32>,
     queues: Vec<Option<MessageQueue>>,
     pollables: Vec<Pollable>,
+    /// Messages `await` took while looking for another.
+    stash: Vec<Message>,
 }
 
 type Outcome = Result<String, WsaError>;
@@ -33,6 +35,7 @@ fn main() {
         sockets: Vec::new(),
         queues: Vec::new(),
         pollables: Vec::new(),
+        stash: Vec::new(),
     };
     for command in std::env::args().skip(1) {
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -280,6 +283,7 @@ impl Probe {
                     "max-msg-size" => Sockopt::MaxMessageSize(value.parse().expect("size")),
                     "mcast-ttl" => Sockopt::MulticastTtl(value.parse().expect("ttl")),
                     "mcast-loop" => Sockopt::MulticastLoop(on(value)),
+                    "conndata" => Sockopt::ConnectData(payload(value)),
                     other => panic!("unknown option {other}"),
                 };
                 Ok(wsp::wsp_set_sock_opt(self.sock(arg(1)), &option).map(|()| String::new())?)
@@ -301,6 +305,7 @@ impl Probe {
                     "protocol-info" => SockoptName::ProtocolInfo,
                     "mcast-ttl" => SockoptName::MulticastTtl,
                     "mcast-loop" => SockoptName::MulticastLoop,
+                    "conndata" => SockoptName::ConnectData,
                     other => panic!("unknown option {other}"),
                 };
                 Ok(match wsp::wsp_get_sock_opt(self.sock(arg(1)), name)? {
@@ -320,6 +325,7 @@ impl Probe {
                     Sockopt::ProtocolInfo(p) => format!("{} {}", p.catalog_entry_id, p.name),
                     Sockopt::MulticastTtl(t) => t.to_string(),
                     Sockopt::MulticastLoop(v) => v.to_string(),
+                    Sockopt::ConnectData(data) => show(&data),
                 })
             }
             "name" => Ok(from_wit(wsp::wsp_get_sock_name(self.sock(arg(1)))?).to_string()),
@@ -452,6 +458,25 @@ impl Probe {
                 shown.sort();
                 Ok(shown.join(" | "))
             }
+            // await qN sK EVENT TIMEOUT_MS: the first message of sK with
+            // EVENT; other messages are kept for later awaits
+            "await" => {
+                let want = self.sock(arg(2));
+                let event = events_of(&[arg(3)]);
+                let timeout: u64 = arg(4).parse().expect("timeout");
+                let matches = |m: &Message| m.socket == want && m.event == event;
+                if let Some(i) = self.stash.iter().position(matches) {
+                    let m = self.stash.remove(i);
+                    return Ok(self.show_message(&m));
+                }
+                while let Some(m) = self.queue(arg(1)).get(Some(timeout)) {
+                    if matches(&m) {
+                        return Ok(self.show_message(&m));
+                    }
+                    self.stash.push(m);
+                }
+                Ok("none".into())
+            }
             "qlen" => Ok(self.queue(arg(1)).len().to_string()),
             "overflowed" => Ok((self.queue(arg(1)).overflows() > 0).to_string()),
             // await-overflow qN: waits (up to 10 s) until a post found qN full
@@ -551,7 +576,11 @@ impl Probe {
                     Some(i) => format!("s{i}"),
                     None => self.add(result.socket),
                 };
-                Ok(format!("{name} callee={}", result.callee_data.len()))
+                if result.callee_data.is_empty() {
+                    Ok(format!("{name} callee=0"))
+                } else {
+                    Ok(format!("{name} callee={}", show(&result.callee_data)))
+                }
             }
             // sleep MS: waits on an empty queue
             "sleep" => {
