@@ -38,8 +38,10 @@
 //!   guest pulls its messages, nothing calls into it;
 //! - FD_CONNECT is posted at registration when the socket is already
 //!   connected (SPEC AS-20), which Windows does not always do;
-//! - WSPJoinLeaf offers IP multicast only (no rooted sessions yet), with
-//!   no caller data (WSAEPROTONOSUPPORT) and best-effort QoS only.
+//! - WSPJoinLeaf offers IP multicast (no caller data: WSAEPROTONOSUPPORT)
+//!   and wasp's own rooted protocol (253) over TCP, where a leaf's data
+//!   reaches the root on that leaf's c_leaf descriptor; QoS is best effort
+//!   only.
 
 mod error;
 mod events;

@@ -275,3 +275,68 @@ fn two_multicast_plugins_discover_each_other() {
         );
     }
 }
+
+#[test]
+fn a_root_fans_its_feed_out_to_three_leaf_plugins() {
+    let policy = root().join("examples/policies/rooted-feed.toml");
+    let run = |args: &[&str]| {
+        wasp()
+            .arg("run")
+            .arg(guest("rust-rooted-feed"))
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut root_process = run(&["root", "127.0.0.1:0", "3", "5"]);
+    let mut stdout = BufReader::new(root_process.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("root: listening on ")
+        .unwrap()
+        .to_string();
+    let leaves: Vec<(&str, Child)> = ["ann", "ben", "cat"]
+        .into_iter()
+        .map(|name| (name, run(&["leaf", &addr, name])))
+        .collect();
+    for (name, leaf) in leaves {
+        let output = finish(leaf);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            text.contains(&format!(
+                "{name}: joined, the root says \"welcome to the feed\""
+            )),
+            "{text}"
+        );
+        for n in 1..=5 {
+            assert!(text.contains(&format!("{name}: got line {n}")), "{text}");
+        }
+    }
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    root_process.stdout = None;
+    let output = finish(root_process);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in ["ann", "ben", "cat"] {
+        assert!(
+            rest.contains(&format!("root: {name} joined from 127.0.0.1:")),
+            "{rest}"
+        );
+    }
+    assert!(rest.contains("root: sent 5 lines to 3 leaves"), "{rest}");
+}

@@ -32,7 +32,14 @@ pub fn guest_dir() -> &'static Path {
             .current_dir(root())
             .args(["build", "--release", "--target", "wasm32-wasip2"])
             .args(["-p", "wasp-test-programs", "-p", "rust-echo"])
-            .args(["-p", "rust-event-echo", "-p", "rust-multicast"])
+            .args([
+                "-p",
+                "rust-event-echo",
+                "-p",
+                "rust-multicast",
+                "-p",
+                "rust-rooted-feed",
+            ])
             .env("CARGO_TARGET_DIR", &target)
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("RUSTFLAGS")

@@ -558,3 +558,34 @@ fn jl_6_a_failed_rooted_join_may_be_retried_and_jl_9_callee_data_too_large_is_ws
         ],
     );
 }
+
+#[test]
+fn a_rooted_join_needs_a_connect_grant() {
+    let no_connect = r#"
+protocols = ["tcp"]
+[grants]
+bind = [{ addr = "127.0.0.1" }, { addr = "0.0.0.0", ports = "0" }]
+listen = [{ addr = "127.0.0.1" }]
+"#;
+    expect(
+        no_connect,
+        &[
+            ROOT,
+            "bind s0 127.0.0.1:0",
+            "listen s0 4",
+            RLEAF,
+            "join s1 @s0 data=x",
+            "denial",
+            "getopt s1 conndata",
+        ],
+        &[
+            "ok s0",
+            "ok",
+            "ok",
+            "ok s1",
+            "err WSAEACCES",
+            "ok no `connect` grant covers 127.0.0.1:*",
+            "ok \"\"",
+        ],
+    );
+}
