@@ -589,3 +589,46 @@ listen = [{ addr = "127.0.0.1" }]
         ],
     );
 }
+
+#[test]
+fn jl_5_closing_the_returned_descriptor_cancels_the_join() {
+    expect(
+        crate::common::LOOPBACK,
+        &[
+            "queue 8",
+            RLEAF,
+            "bind s0 127.0.0.1:0",
+            "listen s0 4",
+            ROOT,
+            "select s1 q0 1 connect",
+            "join s1 @s0",
+            "join s1 @s0",
+            "close s2",
+            "join s1 @s0",
+            // The cancelled join's connection was reset: an accept may still
+            // take it (its handshake data arrived first) or drop it unseen.
+            "nonblock s0 on",
+            "sleep 100",
+            "accept s0",
+            "accept s0",
+            "await q0 s1 connect 10000",
+        ],
+        &[
+            "ok q0",
+            "ok s0",
+            "ok",
+            "ok",
+            "ok s1",
+            "ok",
+            "ok s2 callee=0",
+            "err WSAEALREADY",
+            "ok",
+            "ok s3 callee=0",
+            "ok",
+            "ok",
+            "*",
+            "*",
+            "ok msg=1 s=s1 event=connect error=none lparam=0x10",
+        ],
+    );
+}

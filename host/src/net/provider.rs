@@ -817,6 +817,7 @@ impl Provider {
             original,
             joining.link.clone(),
         ));
+        joining.join_task = Some(task.abort_handle());
         joining.restart_watcher();
         if !self.socket(s)?.blocking() {
             return Ok((leaf, Vec::new()));

@@ -111,6 +111,8 @@ pub struct Socket {
     pub membership: Option<Membership>,
     /// A rooted join in progress (its handshake runs in a task).
     pub(crate) join: Option<Arc<JoinCell>>,
+    /// The task of that join: closing the socket cancels it (SPEC JL-5).
+    pub(crate) join_task: Option<AbortHandle>,
     /// A leaf that completed its rooted join (a second one is WSAEISCONN).
     pub joined: bool,
     /// Its place in a rooted multipoint session (SPEC JL-4), if any.
@@ -201,6 +203,7 @@ impl Socket {
             watcher: None,
             membership: None,
             join: None,
+            join_task: None,
             joined: false,
             rooted: None,
             connect_data: Vec::new(),
@@ -825,6 +828,13 @@ impl Drop for Socket {
         self.link.close();
         if let Some(watcher) = self.watcher.take() {
             watcher.abort();
+        }
+        if let Some(join) = self.join_task.take() {
+            // Cancelling a join resets its connection (SPEC JL-5).
+            if let State::Connecting(stream) = &self.state {
+                let _ = SockRef::from(&**stream).set_linger(Some(Duration::ZERO));
+            }
+            join.abort();
         }
     }
 }
