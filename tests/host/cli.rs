@@ -340,3 +340,60 @@ fn a_root_fans_its_feed_out_to_three_leaf_plugins() {
     }
     assert!(rest.contains("root: sent 5 lines to 3 leaves"), "{rest}");
 }
+
+#[test]
+fn ipv6_multicast_in_a_network_namespace_of_its_own() {
+    // IPv6 multicast is not delivered over lo here, but it is over a veth
+    // pair inside a network namespace the test makes for itself (nothing
+    // in it reaches the machine's interfaces).
+    let namespaces = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !namespaces {
+        eprintln!(
+            "SKIPPED ipv6_multicast_in_a_network_namespace_of_its_own: `unshare -n` is not permitted here"
+        );
+        return;
+    }
+    let policy = root().join("target/guests/ipv6-multicast.toml");
+    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    std::fs::write(
+        &policy,
+        "protocols = [\"udp\"]\n[grants]\nmulticast = [{ group = \"ff15::/16\", ports = \"40015\", interface = \"v0\" }]\n",
+    )
+    .unwrap();
+    let setup = "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; \
+                 ip link set lo up && ip link add v0 type veth peer name v1 && \
+                 ip link set v0 up && ip link set v1 up && exec \"$0\" \"$@\"";
+    let output = run_to_end(
+        Command::new("unshare")
+            .args(["-n", "sh", "-c", setup])
+            .arg(env!("CARGO_BIN_EXE_wasp"))
+            .arg("run")
+            .arg(guest("probe"))
+            .arg("--policy")
+            .arg(&policy)
+            .args([
+                "--",
+                "socket 23 2 17 flags=c-leaf,d-leaf",
+                "join s0 [ff15::15]:40015",
+                "getopt s0 mcast-ttl",
+                "send s0 six",
+                "recvfrom s0 10",
+            ]),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..4],
+        ["ok s0", "ok s0 callee=0", "ok 0", "ok 3"],
+        "{stdout}"
+    );
+    assert!(lines[4].starts_with("ok \"six\" [fe80::"), "{stdout}");
+}

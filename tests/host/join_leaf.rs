@@ -330,27 +330,6 @@ fn two_guests_find_each_other_over_a_loopback_group() {
     );
 }
 
-#[test]
-#[ignore = "IPv6 multicast is not delivered over loopback here, not even in a network namespace with multicast on lo and an ff00::/8 route (checked); run with --ignored where it is"]
-fn ipv6_groups_are_joined_on_the_loopback_interface() {
-    let toml = r#"
-protocols = ["udp"]
-[grants]
-bind = [{ addr = "::1" }]
-multicast = [{ group = "ff15::/16", ports = "40014" }]
-"#;
-    expect(
-        toml,
-        &[
-            "socket 23 2 17 flags=c-leaf,d-leaf",
-            "join s0 [ff15::14]:40014",
-            "send s0 six",
-            "recv s0 10",
-        ],
-        &["*", "ok s0 callee=0", "ok 3", "ok \"six\""],
-    );
-}
-
 /// A rooted multipoint socket (wasp's protocol 253 over TCP).
 const ROOT: &str = "socket 2 1 253 flags=c-root,d-root";
 const RLEAF: &str = "socket 2 1 253 flags=c-leaf,d-leaf";

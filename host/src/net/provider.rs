@@ -694,9 +694,11 @@ impl Provider {
                 sock.sock_ref().set_reuse_address(true)?;
                 name
             } else {
-                match grant.interface {
-                    MulticastInterface::V4(interface) => SocketAddr::new(interface.into(), 0),
-                    MulticastInterface::V6(_) => wildcard(sock.entry.family),
+                match &grant.interface {
+                    MulticastInterface::V4(interface) => SocketAddr::new((*interface).into(), 0),
+                    MulticastInterface::V6(_) | MulticastInterface::V6Named(_) => {
+                        wildcard(sock.entry.family)
+                    }
                 }
             };
             sock.bind(local)?;

@@ -475,15 +475,15 @@ impl Socket {
     /// `grant`: multicast leaves the host only as far as the policy says.
     pub fn prepare_multicast(&self, grant: &MulticastGrant) -> Result<(), WsaError> {
         let sock = self.sock_ref();
-        match grant.interface {
+        match &grant.interface {
             MulticastInterface::V4(interface) => {
-                sock.set_multicast_if_v4(&interface)?;
+                sock.set_multicast_if_v4(interface)?;
                 sock.set_multicast_loop_v4(true)?;
                 let ttl = sock.multicast_ttl_v4()?.min(u32::from(grant.max_ttl));
                 sock.set_multicast_ttl_v4(ttl)?;
             }
-            MulticastInterface::V6(index) => {
-                sock.set_multicast_if_v6(self.interface_index(index)?)?;
+            v6 => {
+                sock.set_multicast_if_v6(self.v6_interface_index(v6)?)?;
                 sock.set_multicast_loop_v6(true)?;
                 let hops = sock.multicast_hops_v6()?.min(u32::from(grant.max_ttl));
                 sock.set_multicast_hops_v6(hops)?;
@@ -492,13 +492,16 @@ impl Socket {
         Ok(())
     }
 
-    /// An IPv6 interface index; 0 stands for the loopback interface.
-    fn interface_index(&self, index: u32) -> Result<u32, WsaError> {
-        if index != 0 {
-            return Ok(index);
-        }
+    /// The index of a grant's IPv6 interface; index 0 stands for loopback.
+    fn v6_interface_index(&self, interface: &MulticastInterface) -> Result<u32, WsaError> {
+        let name = match interface {
+            MulticastInterface::V6(0) => "lo",
+            MulticastInterface::V6(index) => return Ok(*index),
+            MulticastInterface::V6Named(name) => name,
+            MulticastInterface::V4(_) => return Err(WsaError::AfNoSupport),
+        };
         let sock = self.sock_ref();
-        rustix::net::netdevice::name_to_index(sock.as_fd(), "lo")
+        rustix::net::netdevice::name_to_index(sock.as_fd(), name)
             .map_err(|e| WsaError::from(io::Error::from(e)))
     }
 
@@ -506,12 +509,12 @@ impl Socket {
     /// IPV6_JOIN_GROUP). Closing the socket leaves it.
     pub fn join_group(&self, group: &SocketAddr, grant: &MulticastGrant) -> Result<(), WsaError> {
         let sock = self.sock_ref();
-        match (group.ip(), grant.interface) {
+        match (group.ip(), &grant.interface) {
             (IpAddr::V4(g), MulticastInterface::V4(interface)) => {
-                sock.join_multicast_v4(&g, &interface)?
+                sock.join_multicast_v4(&g, interface)?
             }
-            (IpAddr::V6(g), MulticastInterface::V6(index)) => {
-                sock.join_multicast_v6(&g, self.interface_index(index)?)?;
+            (IpAddr::V6(g), v6 @ (MulticastInterface::V6(_) | MulticastInterface::V6Named(_))) => {
+                sock.join_multicast_v6(&g, self.v6_interface_index(v6)?)?;
             }
             _ => return Err(WsaError::AfNoSupport),
         }

@@ -127,7 +127,7 @@ struct MulticastFile {
     #[serde(default)]
     source: Option<AddrBlock>,
     /// IPv4: the interface address (default 127.0.0.1). IPv6: the interface
-    /// index (default 0: loopback).
+    /// index or name (default 0: loopback).
     #[serde(default)]
     interface: Option<InterfaceFile>,
     /// Highest TTL / hop limit (default 0: this host only).
@@ -275,14 +275,12 @@ fn parse(text: &str, where_: String) -> Result<Policy, PolicyError> {
                 })?)
             }
             (Some(InterfaceFile::Index(i)), IpNet::V6(_)) => MulticastInterface::V6(*i),
+            (Some(InterfaceFile::Address(name)), IpNet::V6(_)) => {
+                MulticastInterface::V6Named(name.clone())
+            }
             (Some(_), IpNet::V4(_)) => {
                 return Err(invalid(
                     "grants.multicast: an IPv4 group needs an interface address".into(),
-                ));
-            }
-            (Some(_), IpNet::V6(_)) => {
-                return Err(invalid(
-                    "grants.multicast: an IPv6 group needs an interface index".into(),
                 ));
             }
         };
@@ -356,12 +354,17 @@ mod tests {
                 { group = "239.255.0.0/16", ports = "5000" },
                 { group = "239.1.0.0/16", source = "127.0.0.1", interface = "127.0.0.1", max-ttl = 2 },
                 { group = "ff15::/16", interface = 1 },
+                { group = "ff16::/16", interface = "veth0" },
             ]
             "#,
         )
         .unwrap();
         let grants = policy.multicast_grants();
-        assert_eq!(grants.len(), 3);
+        assert_eq!(grants.len(), 4);
+        assert_eq!(
+            grants[3].interface,
+            MulticastInterface::V6Named("veth0".into())
+        );
         assert_eq!(
             (grants[0].max_ttl, grants[0].ports.clone()),
             (0, 5000..=5000)

@@ -160,13 +160,15 @@ pub struct MulticastGrant {
 }
 
 /// The interface of a multicast grant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MulticastInterface {
     /// An IPv4 interface address (`IP_MULTICAST_IF`, the membership's
     /// interface).
     V4(std::net::Ipv4Addr),
     /// An IPv6 interface index (0: the loopback interface).
     V6(u32),
+    /// An IPv6 interface by name (`lo`, `veth0`), looked up at each use.
+    V6Named(String),
 }
 
 impl MulticastGrant {
