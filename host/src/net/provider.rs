@@ -231,7 +231,7 @@ impl Guard {
         if !is_broadcast(&to) {
             return Ok(());
         }
-        if !sock.sock_ref().broadcast().unwrap_or(false) {
+        if !sock.sock_ref()?.broadcast().unwrap_or(false) {
             return Err(WsaError::Acces);
         }
         self.check(NetUse::Broadcast, to)
@@ -691,7 +691,7 @@ impl Provider {
         // grant's interface. The multicast grant covers this bind.
         if sock.bound_addr().is_none() {
             let local = if receives {
-                sock.sock_ref().set_reuse_address(true)?;
+                sock.sock_ref()?.set_reuse_address(true)?;
                 name
             } else {
                 match &grant.interface {
@@ -920,7 +920,7 @@ impl Provider {
                 Err(WsaError::NoProtoOpt)
             }
         };
-        let r = sock.sock_ref();
+        let r = sock.sock_ref()?;
         Ok(match name {
             OptName::Broadcast => {
                 if sock.entry.kind == SocketKind::Stream {
@@ -998,7 +998,7 @@ impl Provider {
                 if asked > ceiling {
                     return Err(guard.deny(Denial::MulticastTtl { asked, ceiling }));
                 }
-                let r = sock.sock_ref();
+                let r = sock.sock_ref()?;
                 match sock.entry.family {
                     super::catalog::Family::V4 => r.set_multicast_ttl_v4(u32::from(asked))?,
                     super::catalog::Family::V6 => r.set_multicast_hops_v6(u32::from(asked))?,
@@ -1007,7 +1007,7 @@ impl Provider {
             }
             &OptValue::MulticastLoop(on) => {
                 datagram_only(sock)?;
-                let r = sock.sock_ref();
+                let r = sock.sock_ref()?;
                 match sock.entry.family {
                     super::catalog::Family::V4 => r.set_multicast_loop_v4(on)?,
                     super::catalog::Family::V6 => r.set_multicast_loop_v6(on)?,
@@ -1017,7 +1017,7 @@ impl Provider {
             _ => {}
         }
         let is_stream = sock.entry.kind == SocketKind::Stream;
-        let r = sock.sock_ref();
+        let r = sock.sock_ref()?;
         match *value {
             OptValue::Broadcast(on) if !is_stream => r.set_broadcast(on)?,
             OptValue::OobInline(on) if is_stream => r.set_out_of_band_inline(on)?,

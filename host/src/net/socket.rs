@@ -245,14 +245,16 @@ impl Socket {
     }
 
     /// A borrowed view of the native socket for options and system calls.
-    pub fn sock_ref(&self) -> SockRef<'_> {
-        match &self.state {
+    /// Only a socket whose native socket was lost (a failed registration
+    /// with the reactor) has none: WSAENETDOWN.
+    pub fn sock_ref(&self) -> Result<SockRef<'_>, WsaError> {
+        Ok(match &self.state {
             State::Idle(s) => SockRef::from(s),
             State::Connecting(s) | State::Failed(s) | State::Connected(s) => SockRef::from(&**s),
             State::Listening(s) => SockRef::from(s.get_ref()),
             State::Datagram(s) => SockRef::from(&**s),
-            State::Moving => unreachable!("socket observed between states"),
-        }
+            State::Moving => return Err(WsaError::NetDown),
+        })
     }
 
     /// The address family's check: an address of the other family is
@@ -271,7 +273,7 @@ impl Socket {
 
     /// The bound local address, or `None` while unbound.
     pub fn bound_addr(&self) -> Option<SocketAddr> {
-        let addr = self.sock_ref().local_addr().ok()?.as_socket()?;
+        let addr = self.sock_ref().ok()?.local_addr().ok()?.as_socket()?;
         (addr.port() != 0).then_some(addr)
     }
 
@@ -284,7 +286,7 @@ impl Socket {
         if !matches!(self.state, State::Idle(_) | State::Datagram(_)) {
             return Err(WsaError::Inval);
         }
-        self.sock_ref().bind(&addr.into())?;
+        self.sock_ref()?.bind(&addr.into())?;
         if self.entry.kind == SocketKind::Datagram {
             // SPEC AS-15: a connectionless socket can send once bound.
             self.link.update(SelectState::datagram_bound);
@@ -309,8 +311,16 @@ impl Socket {
             self.state = State::Idle(native);
             return Err(e.into());
         }
-        self.state = State::Listening(Arc::new(sys::register_listener(native)?));
-        Ok(())
+        match sys::register_listener(native) {
+            Ok(listener) => {
+                self.state = State::Listening(Arc::new(listener));
+                Ok(())
+            }
+            Err((native, err)) => {
+                self.state = State::Idle(native);
+                Err(err.into())
+            }
+        }
     }
 
     /// Takes one pending connection if there is one now (non-blocking).
@@ -474,7 +484,7 @@ impl Socket {
     /// `grant.max_ttl`) before the socket sends to or joins a group of
     /// `grant`: multicast leaves the host only as far as the policy says.
     pub fn prepare_multicast(&self, grant: &MulticastGrant) -> Result<(), WsaError> {
-        let sock = self.sock_ref();
+        let sock = self.sock_ref()?;
         match &grant.interface {
             MulticastInterface::V4(interface) => {
                 sock.set_multicast_if_v4(interface)?;
@@ -500,7 +510,7 @@ impl Socket {
             MulticastInterface::V6Named(name) => name,
             MulticastInterface::V4(_) => return Err(WsaError::AfNoSupport),
         };
-        let sock = self.sock_ref();
+        let sock = self.sock_ref()?;
         rustix::net::netdevice::name_to_index(sock.as_fd(), name)
             .map_err(|e| WsaError::from(io::Error::from(e)))
     }
@@ -508,7 +518,7 @@ impl Socket {
     /// Joins `group` on the grant's interface (IP_ADD_MEMBERSHIP /
     /// IPV6_JOIN_GROUP). Closing the socket leaves it.
     pub fn join_group(&self, group: &SocketAddr, grant: &MulticastGrant) -> Result<(), WsaError> {
-        let sock = self.sock_ref();
+        let sock = self.sock_ref()?;
         match (group.ip(), &grant.interface) {
             (IpAddr::V4(g), MulticastInterface::V4(interface)) => {
                 sock.join_multicast_v4(&g, interface)?
@@ -669,7 +679,7 @@ impl Socket {
             if self.entry.kind != SocketKind::Stream {
                 return Err(WsaError::OpNotSupp);
             }
-            if self.sock_ref().out_of_band_inline().unwrap_or(false) {
+            if self.sock_ref()?.out_of_band_inline().unwrap_or(false) {
                 return Err(WsaError::Inval);
             }
         }
@@ -787,9 +797,10 @@ impl Socket {
         if let Some(err) = self.pending_error.take() {
             return Some(err);
         }
-        match self.sock_ref().take_error() {
-            Ok(Some(err)) | Err(err) => Some(err.into()),
-            Ok(None) => None,
+        match self.sock_ref().map(|r| r.take_error()) {
+            Err(err) => Some(err),
+            Ok(Ok(Some(err)) | Err(err)) => Some(err.into()),
+            Ok(Ok(None)) => None,
         }
     }
 
@@ -800,7 +811,7 @@ impl Socket {
 
     /// Bytes one receive would return now (FIONREAD).
     pub fn bytes_readable(&self) -> Result<u32, WsaError> {
-        let n = rustix::io::ioctl_fionread(self.sock_ref().as_fd()).map_err(io::Error::from)?;
+        let n = rustix::io::ioctl_fionread(self.sock_ref()?.as_fd()).map_err(io::Error::from)?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
@@ -810,7 +821,8 @@ impl Socket {
             return Err(WsaError::Inval);
         }
         let mut probe = [0u8; 1];
-        match sys::recv(&self.sock_ref(), &mut probe, libc::MSG_OOB | libc::MSG_PEEK) {
+        let sock = self.sock_ref()?;
+        match sys::recv(&sock, &mut probe, libc::MSG_OOB | libc::MSG_PEEK) {
             Ok(_) => Ok(false),
             Err(e) if is_wouldblock(&e) => Ok(false),
             Err(_) => Ok(true),
@@ -820,7 +832,7 @@ impl Socket {
     /// Sets SO_LINGER (seconds), as `wsp-set-sock-opt` does.
     pub fn set_linger(&self, seconds: Option<u16>) -> Result<(), WsaError> {
         let linger = seconds.map(|s| Duration::from_secs(u64::from(s)));
-        self.sock_ref().set_linger(linger)?;
+        self.sock_ref()?.set_linger(linger)?;
         Ok(())
     }
 }

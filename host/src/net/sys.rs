@@ -28,15 +28,18 @@ pub fn recv_from(socket: &Socket, buf: &mut [u8], flags: i32) -> io::Result<(usi
     socket.recv_from_with_flags(as_uninit(buf), flags)
 }
 
-/// Registers a listening socket with tokio's reactor (for accept readiness).
-pub fn register_listener(socket: Socket) -> io::Result<tokio::io::unix::AsyncFd<Socket>> {
+/// Registers a listening socket with tokio's reactor (for accept
+/// readiness); on failure the socket comes back with the error.
+pub fn register_listener(
+    socket: Socket,
+) -> Result<tokio::io::unix::AsyncFd<Socket>, (Socket, io::Error)> {
     // SAFETY: the `AsyncFd` takes ownership of `socket`, whose descriptor
     // therefore stays open and the same for the whole life of the
     // `AsyncFd`; `Socket::as_raw_fd` always returns that descriptor.
     unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE)
     }
-    .map_err(io::Error::from)
+    .map_err(|e| e.into_parts())
 }
 
 /// Registers a duplicate of a stream's descriptor with tokio's reactor for
