@@ -14,6 +14,17 @@ fn wasp() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wasp"))
 }
 
+/// `wasp run GUEST.wasm --policy POLICY`.
+fn wasp_run(plugin: &str, policy: &std::path::Path) -> Command {
+    let mut command = wasp();
+    command
+        .arg("run")
+        .arg(guest(plugin))
+        .arg("--policy")
+        .arg(policy);
+    command
+}
+
 fn echo_policy() -> PathBuf {
     root().join("examples/policies/echo.toml")
 }
@@ -42,11 +53,7 @@ fn run_to_end(cmd: &mut Command) -> Output {
 
 #[test]
 fn echo_plugin_serves_allowed_clients_and_resets_refused_ones() {
-    let mut child = wasp()
-        .arg("run")
-        .arg(guest("rust-echo"))
-        .arg("--policy")
-        .arg(echo_policy())
+    let mut child = wasp_run("rust-echo", &echo_policy())
         .args(["--", "127.0.0.1:0", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,14 +132,8 @@ fn a_denied_connect_is_refused_and_logged() {
     let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     target.set_nonblocking(true).unwrap();
     let connect = format!("connect s0 {}", target.local_addr().unwrap());
-    let output = run_to_end(
-        wasp()
-            .arg("run")
-            .arg(guest("probe"))
-            .arg("--policy")
-            .arg(&policy)
-            .args(["--", "socket 2 1 6", &connect, "denial"]),
-    );
+    let output =
+        run_to_end(wasp_run("probe", &policy).args(["--", "socket 2 1 6", &connect, "denial"]));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -171,13 +172,7 @@ fn an_invalid_policy_is_a_clear_error() {
     let policy = root().join("target/guests/invalid.toml");
     std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
     std::fs::write(&policy, "protocols = [\"tcp\"]\n[grants]\nconect = []\n").unwrap();
-    let output = run_to_end(
-        wasp()
-            .arg("run")
-            .arg(guest("rust-echo"))
-            .arg("--policy")
-            .arg(&policy),
-    );
+    let output = run_to_end(&mut wasp_run("rust-echo", &policy));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("invalid policy in"), "{stderr}");
@@ -187,14 +182,7 @@ fn an_invalid_policy_is_a_clear_error() {
 
 #[test]
 fn a_trapping_plugin_is_reported_without_a_host_panic() {
-    let output = run_to_end(
-        wasp()
-            .arg("run")
-            .arg(guest("probe"))
-            .arg("--policy")
-            .arg(echo_policy())
-            .args(["--", "no-such-command"]),
-    );
+    let output = run_to_end(wasp_run("probe", &echo_policy()).args(["--", "no-such-command"]));
     let stderr = String::from_utf8_lossy(&output.stderr);
     // 2 is wasp's own error status; a panic of the host would be 101.
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -204,14 +192,7 @@ fn a_trapping_plugin_is_reported_without_a_host_panic() {
 #[test]
 fn a_failing_plugin_passes_its_status_on() {
     // The echo plugin cannot bind outside its grants: it exits 1.
-    let output = run_to_end(
-        wasp()
-            .arg("run")
-            .arg(guest("rust-echo"))
-            .arg("--policy")
-            .arg(echo_policy())
-            .args(["--", "127.0.0.9:0"]),
-    );
+    let output = run_to_end(wasp_run("rust-echo", &echo_policy()).args(["--", "127.0.0.9:0"]));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("WSAEACCES (10013)"), "{stderr}");
@@ -249,11 +230,7 @@ fn the_embedding_example_runs_the_echo_plugin() {
 fn two_multicast_plugins_discover_each_other() {
     let policy = root().join("examples/policies/multicast.toml");
     let start = |name: &str| {
-        wasp()
-            .arg("run")
-            .arg(guest("rust-multicast"))
-            .arg("--policy")
-            .arg(&policy)
+        wasp_run("rust-multicast", &policy)
             .args(["--", name, "239.255.70.9:47009", "15"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -280,11 +257,7 @@ fn two_multicast_plugins_discover_each_other() {
 fn a_root_fans_its_feed_out_to_three_leaf_plugins() {
     let policy = root().join("examples/policies/rooted-feed.toml");
     let run = |args: &[&str]| {
-        wasp()
-            .arg("run")
-            .arg(guest("rust-rooted-feed"))
-            .arg("--policy")
-            .arg(&policy)
+        wasp_run("rust-rooted-feed", &policy)
             .arg("--")
             .args(args)
             .stdout(Stdio::piped())
