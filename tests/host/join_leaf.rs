@@ -611,3 +611,45 @@ fn jl_5_closing_the_returned_descriptor_cancels_the_join() {
         ],
     );
 }
+
+#[test]
+fn a_stalled_leaf_is_dropped_from_the_root_s_fan_out() {
+    expect(
+        crate::common::LOOPBACK,
+        &[
+            "queue 8",
+            ROOT,
+            "setopt s0 rcvbuf 4096",
+            "bind s0 127.0.0.1:0",
+            "listen s0 4",
+            RLEAF,
+            "setopt s1 rcvbuf 4096",
+            "select s1 q0 2 connect close",
+            "join s1 @s0",
+            "accept s0",
+            "await q0 s1 connect 10000",
+            // The leaf does not read: after FANOUT_STALL the root gives up
+            // on it (it was the only leaf) and resets it; once the leaf has
+            // read what arrived, it sees FD_CLOSE.
+            "send s0 @8000000",
+            "drain s1 100000000",
+            "await q0 s1 close 10000",
+        ],
+        &[
+            "*",
+            "*",
+            "ok",
+            "ok",
+            "ok",
+            "*",
+            "ok",
+            "ok",
+            "ok s1 callee=0",
+            "ok s2 127.0.0.1:*",
+            "ok msg=2 s=s1 event=connect error=none lparam=0x10",
+            "err WSAENOTCONN",
+            "*",
+            "ok msg=2 s=s1 event=close error=*",
+        ],
+    );
+}

@@ -841,7 +841,10 @@ impl Provider {
     }
 
     /// A c_root's send: the same bytes to every leaf still in the session
-    /// (SPEC JL-4, rooted data plane), each sent whole.
+    /// (SPEC JL-4, rooted data plane), each sent whole, one leaf after the
+    /// other. A leaf that has not taken its copy within
+    /// [`rooted::FANOUT_STALL`] is dropped from the session, so one stalled
+    /// leaf cannot hold the root.
     async fn send_to_leaves(
         &mut self,
         s: u32,
@@ -861,10 +864,22 @@ impl Provider {
             };
             sock.refresh_connect();
             let was_nonblocking = std::mem::replace(&mut sock.nonblocking, false);
-            let sent = sock.send_stream(buffers, flags).await;
+            let sent =
+                tokio::time::timeout(rooted::FANOUT_STALL, sock.send_stream(buffers, flags)).await;
             sock.nonblocking = was_nonblocking;
-            if sent.is_ok() {
-                reached += 1;
+            match sent {
+                Ok(Ok(_)) => reached += 1,
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    // A leaf that has not taken its copy within FANOUT_STALL
+                    // is dropped from the session (reset): the leaf sees
+                    // FD_CLOSE with WSAECONNRESET.
+                    if let Ok(r) = sock.sock_ref() {
+                        let _ = r.set_linger(Some(std::time::Duration::ZERO));
+                        let _ = r.shutdown(std::net::Shutdown::Both);
+                    }
+                    gone.push(leaf);
+                }
             }
         }
         if let Some(Rooted::Root { leaves, .. }) = &mut self.socket(s)?.rooted {

@@ -15,6 +15,10 @@ use super::catalog::MAX_CONNECT_DATA;
 use super::engine::EventLink;
 use crate::error::WsaError;
 
+/// Longest a root's send waits for one leaf to take its copy before that
+/// leaf is dropped from the session.
+pub const FANOUT_STALL: Duration = Duration::from_secs(5);
+
 /// Longest a join handshake may take before it fails with WSAETIMEDOUT.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
