@@ -34,6 +34,8 @@ pub use policy::{Denial, NetUse, Policy, PolicyBuilder, PolicyError, Transport};
 pub struct WaspCtx {
     provider: net::Provider,
     open_queues: u32,
+    /// Live queue pollables (bounded by `host::messages::MAX_QUEUE_POLLABLES`).
+    pollables: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl WaspCtx {
@@ -43,6 +45,7 @@ impl WaspCtx {
         Self {
             provider: net::Provider::new(policy, label),
             open_queues: 0,
+            pollables: Arc::default(),
         }
     }
 

@@ -110,3 +110,33 @@ fn sockets_left_open_are_closed_when_the_guest_ends() {
     let err = std::net::TcpStream::connect(addr).expect_err("the listener died with its guest");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }
+
+#[test]
+fn a_guest_leaking_queue_pollables_is_stopped_alone() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (options, out) = captured(
+        "probe",
+        LOOPBACK,
+        &["queue 4", "subscribe-many q0 100", "subscribe-many q0 5000"],
+    );
+    let result = runtime.block_on(async {
+        tokio::time::timeout(GUEST_DEADLINE, host().run(&component("probe"), options))
+            .await
+            .expect("the leaking guest was stopped within the deadline")
+    });
+    let err = result.expect_err("leaking pollables stops the guest");
+    assert!(
+        format!("{err:?}").contains("more than 4096 queue pollables"),
+        "{err:?}"
+    );
+    let text = String::from_utf8_lossy(&out.contents()).into_owned();
+    assert!(text.contains("ok 100"), "{text}");
+    // The host carries on.
+    assert_eq!(
+        probe(policy(LOOPBACK), &["queue 4", "subscribe q0"]),
+        ["ok q0", "ok p0"]
+    );
+}

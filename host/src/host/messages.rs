@@ -2,6 +2,7 @@
 //! its pollable. Decides nothing: the queue itself is `net::queue`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::Resource;
@@ -13,6 +14,10 @@ use crate::bindings::types::ErrorCode;
 use crate::net::queue::{Message, MessageQueue};
 
 use super::types::wit_fd_events;
+
+/// Most queue pollables one guest may hold at once; one more stops it (a
+/// guest leaking pollables would grow the host's resource table).
+pub const MAX_QUEUE_POLLABLES: u32 = 4096;
 
 /// The resource behind a guest's `message-queue` handle.
 pub struct GuestQueue(Arc<MessageQueue>);
@@ -27,12 +32,22 @@ impl GuestQueue {
 /// What a queue's pollable waits on: its own table entry sharing the
 /// queue, so that the guest may drop the queue and its pollables in any
 /// order (the pollable owns this entry, not the guest's queue handle).
-struct QueueWatch(Arc<MessageQueue>);
+struct QueueWatch {
+    queue: Arc<MessageQueue>,
+    /// The guest's count of live queue pollables, decremented on drop.
+    live: Arc<AtomicU32>,
+}
+
+impl Drop for QueueWatch {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for QueueWatch {
     async fn ready(&mut self) {
-        self.0.ready().await;
+        self.queue.ready().await;
     }
 }
 
@@ -93,7 +108,15 @@ impl HostMessageQueue for WaspCtxView<'_> {
         handle: Resource<GuestQueue>,
     ) -> wasmtime::Result<Resource<DynPollable>> {
         let shared = queue(self, &handle)?;
-        let watch = self.table.push(QueueWatch(shared))?;
+        let live = self.ctx.pollables.clone();
+        if live.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUE_POLLABLES {
+            live.fetch_sub(1, Ordering::Relaxed);
+            wasmtime::bail!("the guest holds more than {MAX_QUEUE_POLLABLES} queue pollables");
+        }
+        let watch = self.table.push(QueueWatch {
+            queue: shared,
+            live,
+        })?;
         subscribe(self.table, watch)
     }
 

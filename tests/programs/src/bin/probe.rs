@@ -506,6 +506,18 @@ impl Probe {
                 self.pollables.push(pollable);
                 Ok(format!("p{}", self.pollables.len() - 1))
             }
+            // subscribe-many qN N: N pollables of qN, kept
+            "subscribe-many" => {
+                for _ in 0..arg(2).parse::<usize>().expect("count") {
+                    let pollable = self.queue(arg(1)).subscribe();
+                    self.pollables.push(pollable);
+                }
+                Ok(self.pollables.len().to_string())
+            }
+            "drop-pollables" => {
+                self.pollables.clear();
+                Ok(String::new())
+            }
             "ready" => Ok(self.pollable(arg(1)).ready().to_string()),
             "block" => {
                 self.pollable(arg(1)).block();
