@@ -14,6 +14,14 @@ fn wasp() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wasp"))
 }
 
+/// A policy file written for one test, under `target/guests/`.
+fn policy_file(name: &str, text: &str) -> PathBuf {
+    let path = root().join("target/guests").join(format!("{name}.toml"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// `wasp run GUEST.wasm --policy POLICY`.
 fn wasp_run(plugin: &str, policy: &std::path::Path) -> Command {
     let mut command = wasp();
@@ -122,13 +130,10 @@ fn echo_plugin_serves_allowed_clients_and_resets_refused_ones() {
 
 #[test]
 fn a_denied_connect_is_refused_and_logged() {
-    let policy = root().join("target/guests/deny-connect.toml");
-    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
-    std::fs::write(
-        &policy,
+    let policy = policy_file(
+        "deny-connect",
         "protocols = [\"tcp\"]\n[grants]\nbind = [{ addr = \"0.0.0.0\", ports = \"0\" }]\n",
-    )
-    .unwrap();
+    );
     let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     target.set_nonblocking(true).unwrap();
     let connect = format!("connect s0 {}", target.local_addr().unwrap());
@@ -169,9 +174,7 @@ fn a_missing_plugin_is_a_clear_error() {
 
 #[test]
 fn an_invalid_policy_is_a_clear_error() {
-    let policy = root().join("target/guests/invalid.toml");
-    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
-    std::fs::write(&policy, "protocols = [\"tcp\"]\n[grants]\nconect = []\n").unwrap();
+    let policy = policy_file("invalid", "protocols = [\"tcp\"]\n[grants]\nconect = []\n");
     let output = run_to_end(&mut wasp_run("rust-echo", &policy));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
@@ -329,13 +332,10 @@ fn ipv6_multicast_in_a_network_namespace_of_its_own() {
         );
         return;
     }
-    let policy = root().join("target/guests/ipv6-multicast.toml");
-    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
-    std::fs::write(
-        &policy,
+    let policy = policy_file(
+        "ipv6-multicast",
         "protocols = [\"udp\"]\n[grants]\nmulticast = [{ group = \"ff15::/16\", ports = \"40015\", interface = \"v0\" }]\n",
-    )
-    .unwrap();
+    );
     let setup = "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; \
                  ip link set lo up && ip link add v0 type veth peer name v1 && \
                  ip link set v0 up && ip link set v1 up && exec \"$0\" \"$@\"";
