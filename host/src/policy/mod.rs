@@ -26,6 +26,10 @@ pub const DEFAULT_MAX_SOCKETS: u32 = 64;
 pub const DEFAULT_MAX_RECV_LEN: u32 = 1 << 20;
 /// Default for [`Limits::max_queues`].
 pub const DEFAULT_MAX_QUEUES: u32 = 16;
+/// Default for [`Limits::max_buffers_per_call`].
+pub const DEFAULT_MAX_BUFFERS_PER_CALL: u32 = 4096;
+/// Default for [`Limits::max_socket_buffer_bytes`].
+pub const DEFAULT_MAX_SOCKET_BUFFER_BYTES: u64 = 4 << 20;
 /// Largest `backlog` a guest may pass to `wsp-listen`; larger values are
 /// clamped, as Winsock clamps to SOMAXCONN.
 pub const MAX_BACKLOG: u32 = 1024;
@@ -201,7 +205,24 @@ pub struct Limits {
     pub max_recv_len: u32,
     /// Most message queues open at once; one more stops the guest.
     pub max_queues: u32,
+    /// Most buffers one send call may pass; more is `WSAENOBUFS` and
+    /// nothing is sent (SPEC SE-1, DESIGN §4).
+    pub max_buffers_per_call: u32,
+    /// Kernel socket-buffer bytes the guest may ask for with SO_RCVBUF and
+    /// SO_SNDBUF, summed over all its sockets; a request beyond what is
+    /// left is clamped to it.
+    pub max_socket_buffer_bytes: u64,
+    /// Total CPU time the guest may use; past it the guest is stopped.
+    pub max_cpu_time: Option<std::time::Duration>,
+    /// Wall-clock time the guest may run; past it the guest is stopped.
+    pub max_wall_time: Option<std::time::Duration>,
+    /// Sustained share of one core (percent, 1..=100) the guest may use,
+    /// measured over [`CPU_SHARE_WINDOW`]; above it the guest is stopped.
+    pub max_cpu_share: Option<u8>,
 }
+
+/// The window over which [`Limits::max_cpu_share`] is measured.
+pub const CPU_SHARE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -209,6 +230,11 @@ impl Default for Limits {
             max_sockets: DEFAULT_MAX_SOCKETS,
             max_recv_len: DEFAULT_MAX_RECV_LEN,
             max_queues: DEFAULT_MAX_QUEUES,
+            max_buffers_per_call: DEFAULT_MAX_BUFFERS_PER_CALL,
+            max_socket_buffer_bytes: DEFAULT_MAX_SOCKET_BUFFER_BYTES,
+            max_cpu_time: None,
+            max_wall_time: None,
+            max_cpu_share: None,
         }
     }
 }
@@ -382,6 +408,36 @@ impl PolicyBuilder {
     /// Sets the message-queue quota.
     pub fn max_queues(mut self, max: u32) -> Self {
         self.policy.limits.max_queues = max;
+        self
+    }
+
+    /// Sets the most buffers one send call may pass.
+    pub fn max_buffers_per_call(mut self, max: u32) -> Self {
+        self.policy.limits.max_buffers_per_call = max;
+        self
+    }
+
+    /// Sets the guest's budget of kernel socket-buffer bytes.
+    pub fn max_socket_buffer_bytes(mut self, max: u64) -> Self {
+        self.policy.limits.max_socket_buffer_bytes = max;
+        self
+    }
+
+    /// Sets the total CPU time the guest may use.
+    pub fn max_cpu_time(mut self, max: std::time::Duration) -> Self {
+        self.policy.limits.max_cpu_time = Some(max);
+        self
+    }
+
+    /// Sets the wall-clock time the guest may run.
+    pub fn max_wall_time(mut self, max: std::time::Duration) -> Self {
+        self.policy.limits.max_wall_time = Some(max);
+        self
+    }
+
+    /// Sets the sustained CPU share (percent of one core) the guest may use.
+    pub fn max_cpu_share(mut self, percent: u8) -> Self {
+        self.policy.limits.max_cpu_share = Some(percent);
         self
     }
 
