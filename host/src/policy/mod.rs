@@ -7,16 +7,17 @@
 //! missing (for the operator's log and `last-denial`), while the guest
 //! only sees `WSAEACCES`.
 
+pub mod address;
 mod file;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 
-use cap_primitives::net::Pool;
 use ipnet::IpNet;
 
+pub use address::Ipv4Embedding;
 pub use file::PolicyError;
 
 /// Default for [`Limits::max_sockets`].
@@ -132,6 +133,12 @@ impl AddressGrant {
             ports: 0..=u16::MAX,
         }
     }
+
+    /// Whether the grant covers `addr`, an address as checked (see
+    /// [`address::checked`]).
+    fn covers(&self, addr: SocketAddr) -> bool {
+        self.net.contains(&addr.ip()) && self.ports.contains(&addr.port())
+    }
 }
 
 impl fmt::Display for AddressGrant {
@@ -191,7 +198,9 @@ impl MulticastGrant {
         }
     }
 
-    fn covers(&self, group: &SocketAddr) -> bool {
+    /// Whether the grant covers `group`, an address as checked (see
+    /// [`address::checked`]).
+    fn covers(&self, group: SocketAddr) -> bool {
         self.groups.contains(&group.ip()) && self.ports.contains(&group.port())
     }
 }
@@ -247,8 +256,19 @@ pub enum Denial {
     Address {
         /// The use that was asked for.
         net_use: NetUse,
-        /// The address, canonical (IPv4-mapped IPv6 shown as IPv4).
+        /// The address as checked: an IPv6 form embedding an IPv4
+        /// address shown as that IPv4 address, without scope id.
         addr: SocketAddr,
+    },
+    /// An IPv6 address of a form that embeds an IPv4 address which cannot
+    /// be known (NAT64 local-use prefix, Teredo): refused whatever the
+    /// grants (issue 8 point 6).
+    #[error("{addr} embeds an IPv4 address ({form}): refused")]
+    EmbeddedIpv4 {
+        /// The address, without scope id.
+        addr: SocketAddr,
+        /// Its form.
+        form: Ipv4Embedding,
     },
     /// The protocol is not in the policy's `protocols` list.
     #[error("protocol `{0}` is not in the policy's `protocols`")]
@@ -272,7 +292,6 @@ pub enum Denial {
 pub struct Policy {
     protocols: BTreeSet<Transport>,
     grants: [Vec<AddressGrant>; 7],
-    pools: [Pool; 7],
     multicast: Vec<MulticastGrant>,
     limits: Limits,
 }
@@ -305,13 +324,20 @@ impl Policy {
         }
     }
 
-    /// Checks that `use` of `addr` is granted. IPv4-mapped IPv6 addresses
-    /// are checked as the IPv4 address they stand for.
+    /// Checks that `use` of `addr` is granted. An IPv6 form embedding an
+    /// IPv4 address is checked as that IPv4 address, or refused when the
+    /// address cannot be known ([`address::effective`]); scope id and flow
+    /// information do not matter.
     pub fn check(&self, net_use: NetUse, addr: SocketAddr) -> Result<(), Denial> {
-        let addr = canonical(addr);
-        self.pools[net_use.index()]
-            .check_addr(&addr)
-            .map_err(|_| Denial::Address { net_use, addr })
+        let addr = checked(addr)?;
+        if self.grants[net_use.index()]
+            .iter()
+            .any(|grant| grant.covers(addr))
+        {
+            Ok(())
+        } else {
+            Err(Denial::Address { net_use, addr })
+        }
     }
 
     /// Checks that sockets of `transport` may be created.
@@ -324,11 +350,12 @@ impl Policy {
     }
 
     /// The multicast grant covering `group` (its address and port).
+    /// The group is checked as [`Policy::check`] checks addresses.
     pub fn check_multicast(&self, group: SocketAddr) -> Result<&MulticastGrant, Denial> {
-        let group = canonical(group);
+        let group = checked(group)?;
         self.multicast
             .iter()
-            .find(|g| g.covers(&group))
+            .find(|g| g.covers(group))
             .ok_or(Denial::Multicast(group))
     }
 
@@ -369,16 +396,7 @@ impl PolicyBuilder {
 
     /// Grants `use` of the addresses in `net` on the ports in `ports`.
     pub fn grant(mut self, net_use: NetUse, net: IpNet, ports: RangeInclusive<u16>) -> Self {
-        let grant = AddressGrant { net, ports };
-        let (start, end) = (*grant.ports.start(), *grant.ports.end());
-        // cap-primitives takes an exclusive end; `None` means "to 65535".
-        self.policy.pools[net_use.index()].insert_ip_net_port_range(
-            grant.net,
-            start,
-            end.checked_add(1),
-            cap_primitives::ambient_authority(),
-        );
-        self.policy.grants[net_use.index()].push(grant);
+        self.policy.grants[net_use.index()].push(AddressGrant { net, ports });
         self
     }
 
@@ -447,13 +465,22 @@ impl PolicyBuilder {
     }
 }
 
-/// The form in which addresses are checked: IPv4-mapped IPv6 addresses
-/// become IPv4, so a grant on 127.0.0.1 means the same to both families.
+/// `addr` as checked ([`address::checked`]), or the denial of a refused
+/// IPv4-embedding form.
+fn checked(addr: SocketAddr) -> Result<SocketAddr, Denial> {
+    address::checked(addr).map_err(|form| Denial::EmbeddedIpv4 {
+        addr: SocketAddr::new(addr.ip(), addr.port()),
+        form,
+    })
+}
+
+/// The form in which addresses are compared: an IPv6 form embedding an
+/// IPv4 address becomes that IPv4 address, so a grant on 127.0.0.1 means
+/// the same to both families; scope id and flow information are dropped.
+/// A refused form (see [`address::effective`]) is returned unchanged, so
+/// use [`Policy::check`] or [`address::block_contains`] to decide.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => SocketAddr::new(v6.to_canonical(), addr.port()),
-        IpAddr::V4(_) => addr,
-    }
+    address::checked(addr).unwrap_or(SocketAddr::new(addr.ip(), addr.port()))
 }
 
 #[cfg(test)]
@@ -574,5 +601,132 @@ mod tests {
         assert!(policy.check(NetUse::Listen, sa("127.0.0.1:7000")).is_ok());
         assert!(policy.check(NetUse::Listen, sa("127.0.0.2:7000")).is_err());
         assert!(policy.check(NetUse::Listen, sa("127.0.0.1:7001")).is_err());
+    }
+
+    /// Every IPv6 spelling of 10.1.2.3:80 (issue 8 point 6).
+    const EMBEDDINGS_OF_10_1_2_3: [(Ipv4Embedding, &str); 7] = [
+        (Ipv4Embedding::Mapped, "[::ffff:10.1.2.3]:80"),
+        (Ipv4Embedding::Compatible, "[::10.1.2.3]:80"),
+        (Ipv4Embedding::Translated, "[::ffff:0:10.1.2.3]:80"),
+        (Ipv4Embedding::Nat64WellKnown, "[64:ff9b::10.1.2.3]:80"),
+        (Ipv4Embedding::Nat64LocalUse, "[64:ff9b:1::a01:203]:80"),
+        (Ipv4Embedding::SixToFour, "[2002:a01:203::1]:80"),
+        (
+            Ipv4Embedding::Teredo,
+            "[2001:0:4136:e378:8000:63bf:f5fe:fdfc]:80",
+        ),
+    ];
+
+    /// The denial of `addr` for a refused form, or of the IPv4 address
+    /// 10.1.2.3:80 it is checked as.
+    fn denial_of_embedding(form: Ipv4Embedding, addr: &str, net_use: NetUse) -> Denial {
+        if form.is_refused() {
+            Denial::EmbeddedIpv4 {
+                addr: sa(addr),
+                form,
+            }
+        } else {
+            Denial::Address {
+                net_use,
+                addr: sa("10.1.2.3:80"),
+            }
+        }
+    }
+
+    #[test]
+    fn ipv4_grant_covers_every_translatable_embedding_and_no_refused_one() {
+        let policy = Policy::builder()
+            .grant(NetUse::Connect, "10.0.0.0/8".parse().unwrap(), 80..=80)
+            .build();
+        for (form, addr) in EMBEDDINGS_OF_10_1_2_3 {
+            let expected = if form.is_refused() {
+                Err(denial_of_embedding(form, addr, NetUse::Connect))
+            } else {
+                Ok(())
+            };
+            assert_eq!(policy.check(NetUse::Connect, sa(addr)), expected, "{form}");
+        }
+    }
+
+    #[test]
+    fn ipv6_wide_grant_reaches_no_ipv4_through_an_embedding() {
+        let policy = Policy::builder()
+            .grant(NetUse::Connect, "::/0".parse().unwrap(), 0..=65535)
+            .build();
+        for (form, addr) in EMBEDDINGS_OF_10_1_2_3 {
+            assert_eq!(
+                policy.check(NetUse::Connect, sa(addr)),
+                Err(denial_of_embedding(form, addr, NetUse::Connect)),
+                "{form}"
+            );
+        }
+        assert!(policy.check(NetUse::Connect, sa("[::1]:80")).is_ok());
+        assert!(policy.check(NetUse::Connect, sa("[::]:80")).is_ok());
+    }
+
+    #[test]
+    fn multicast_groups_are_checked_through_their_embedding() {
+        let policy = Policy::builder()
+            .grant_multicast(MulticastGrant::loopback(
+                "239.1.0.0/16".parse().unwrap(),
+                80..=80,
+            ))
+            .build();
+        assert!(
+            policy
+                .check_multicast(sa("[64:ff9b::239.1.2.3]:80"))
+                .is_ok()
+        );
+        assert_eq!(
+            policy.check_multicast(sa("[64:ff9b:1::ef01:203]:80")),
+            Err(Denial::EmbeddedIpv4 {
+                addr: sa("[64:ff9b:1::ef01:203]:80"),
+                form: Ipv4Embedding::Nat64LocalUse
+            })
+        );
+        let v6_wide = Policy::builder()
+            .grant_multicast(MulticastGrant::loopback(
+                "ff00::/8".parse().unwrap(),
+                80..=80,
+            ))
+            .build();
+        assert_eq!(
+            v6_wide.check_multicast(sa("[::ffff:239.1.2.3]:80")),
+            Err(Denial::Multicast(sa("239.1.2.3:80")))
+        );
+    }
+
+    #[test]
+    fn refused_embedding_is_named_in_the_denial() {
+        let denial = Policy::deny_all()
+            .check(NetUse::Connect, sa("[64:ff9b:1::a00:1]:80"))
+            .unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "[64:ff9b:1::a00:1]:80 embeds an IPv4 address (NAT64 local-use prefix): refused"
+        );
+    }
+
+    #[test]
+    fn scope_id_and_flowinfo_do_not_matter_to_a_grant() {
+        let policy = Policy::builder()
+            .grant(NetUse::Connect, "fe80::1/128".parse().unwrap(), 80..=80)
+            .build();
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            80,
+            0x1234,
+            7,
+        ));
+        assert_eq!(scoped.to_string(), "[fe80::1%7]:80");
+        assert!(policy.check(NetUse::Connect, scoped).is_ok());
+        let denied = Policy::deny_all().check(NetUse::Connect, scoped);
+        assert_eq!(
+            denied,
+            Err(Denial::Address {
+                net_use: NetUse::Connect,
+                addr: sa("[fe80::1]:80")
+            })
+        );
     }
 }
