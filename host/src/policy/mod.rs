@@ -203,6 +203,19 @@ impl MulticastGrant {
     fn covers(&self, group: SocketAddr) -> bool {
         self.groups.contains(&group.ip()) && self.ports.contains(&group.port())
     }
+
+    /// Checks that the guest may set a multicast TTL / hop limit of `asked`
+    /// under this grant (at most [`MulticastGrant::max_ttl`]).
+    pub fn check_ttl(&self, asked: u8) -> Result<(), Denial> {
+        if asked <= self.max_ttl {
+            Ok(())
+        } else {
+            Err(Denial::MulticastTtl {
+                asked,
+                ceiling: self.max_ttl,
+            })
+        }
+    }
 }
 
 /// Quotas that bound what one guest can hold (DESIGN §4).
@@ -284,6 +297,110 @@ pub enum Denial {
         /// The highest allowed.
         ceiling: u8,
     },
+    /// A send to a broadcast address from a socket without SO_BROADCAST
+    /// (SPEC SE-6). The mechanism decides what is a broadcast address.
+    #[error("SO_BROADCAST is not set for broadcast address {0}")]
+    BroadcastWithoutFlag(SocketAddr),
+}
+
+impl Denial {
+    /// The reason the denial is counted under.
+    pub const fn reason(&self) -> DenialReason {
+        match self {
+            Denial::Address { net_use, .. } => DenialReason::Address(*net_use),
+            Denial::EmbeddedIpv4 { .. } => DenialReason::EmbeddedIpv4,
+            Denial::Protocol(_) => DenialReason::Protocol,
+            Denial::Multicast(_) => DenialReason::Multicast,
+            Denial::MulticastTtl { .. } => DenialReason::MulticastTtl,
+            Denial::BroadcastWithoutFlag(_) => DenialReason::BroadcastFlag,
+        }
+    }
+}
+
+/// Why something was denied, as a small closed set (per-guest denial
+/// counters, rate-limited logs): a [`Denial`] without its addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DenialReason {
+    /// No grant of this use covers the address ([`Denial::Address`]).
+    Address(NetUse),
+    /// The protocol is not allowed ([`Denial::Protocol`]).
+    Protocol,
+    /// No multicast grant covers the group ([`Denial::Multicast`]).
+    Multicast,
+    /// A multicast TTL above the ceiling ([`Denial::MulticastTtl`]).
+    MulticastTtl,
+    /// A refused IPv4-embedding IPv6 form ([`Denial::EmbeddedIpv4`]).
+    EmbeddedIpv4,
+    /// A broadcast without SO_BROADCAST ([`Denial::BroadcastWithoutFlag`]).
+    BroadcastFlag,
+}
+
+impl DenialReason {
+    /// Every reason, in the order of [`DenialReason::index`].
+    pub const ALL: [DenialReason; 12] = [
+        DenialReason::Address(NetUse::Bind),
+        DenialReason::Address(NetUse::Listen),
+        DenialReason::Address(NetUse::Accept),
+        DenialReason::Address(NetUse::Connect),
+        DenialReason::Address(NetUse::SendTo),
+        DenialReason::Address(NetUse::RecvFrom),
+        DenialReason::Address(NetUse::Broadcast),
+        DenialReason::Protocol,
+        DenialReason::Multicast,
+        DenialReason::MulticastTtl,
+        DenialReason::EmbeddedIpv4,
+        DenialReason::BroadcastFlag,
+    ];
+
+    /// The stable name of the reason (`address:connect`, `protocol`,
+    /// `multicast`, `multicast-ttl`, `embedded-ipv4`, `broadcast-flag`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DenialReason::Address(NetUse::Bind) => "address:bind",
+            DenialReason::Address(NetUse::Listen) => "address:listen",
+            DenialReason::Address(NetUse::Accept) => "address:accept",
+            DenialReason::Address(NetUse::Connect) => "address:connect",
+            DenialReason::Address(NetUse::SendTo) => "address:send-to",
+            DenialReason::Address(NetUse::RecvFrom) => "address:recv-from",
+            DenialReason::Address(NetUse::Broadcast) => "address:broadcast",
+            DenialReason::Protocol => "protocol",
+            DenialReason::Multicast => "multicast",
+            DenialReason::MulticastTtl => "multicast-ttl",
+            DenialReason::EmbeddedIpv4 => "embedded-ipv4",
+            DenialReason::BroadcastFlag => "broadcast-flag",
+        }
+    }
+
+    /// The position of the reason in [`DenialReason::ALL`] (an index into
+    /// an array of counters).
+    pub const fn index(self) -> usize {
+        const ADDRESS_REASONS: usize = NetUse::ALL.len();
+        match self {
+            DenialReason::Address(net_use) => net_use.index(),
+            DenialReason::Protocol => ADDRESS_REASONS,
+            DenialReason::Multicast => ADDRESS_REASONS + 1,
+            DenialReason::MulticastTtl => ADDRESS_REASONS + 2,
+            DenialReason::EmbeddedIpv4 => ADDRESS_REASONS + 3,
+            DenialReason::BroadcastFlag => ADDRESS_REASONS + 4,
+        }
+    }
+}
+
+impl fmt::Display for DenialReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where an outbound address leads, as [`Policy::check_destination`]
+/// decided it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// A unicast (or broadcast) address the use's grants cover.
+    Unicast,
+    /// A multicast group, and the grant that covers it: its TTL ceiling and
+    /// interface apply to the socket.
+    Multicast(&'a MulticastGrant),
 }
 
 /// A guest's capabilities: deny by default, grants per [`NetUse`], an
@@ -338,6 +455,29 @@ impl Policy {
         } else {
             Err(Denial::Address { net_use, addr })
         }
+    }
+
+    /// Checks an outbound destination (`connect`, `send-to`): a multicast
+    /// group needs a multicast grant, whatever the grants of `use` cover
+    /// (issue 8 point 6); any other address needs a grant of `use`.
+    /// Addresses are checked as [`Policy::check`] checks them.
+    pub fn check_destination(
+        &self,
+        net_use: NetUse,
+        addr: SocketAddr,
+    ) -> Result<Destination<'_>, Denial> {
+        if checked(addr)?.ip().is_multicast() {
+            self.check_multicast(addr).map(Destination::Multicast)
+        } else {
+            self.check(net_use, addr).map(|()| Destination::Unicast)
+        }
+    }
+
+    /// Checks a send to `addr`, which the mechanism has found to be a
+    /// broadcast address (limited or subnet-directed) on a socket with
+    /// SO_BROADCAST: it needs a `broadcast` grant (SPEC SE-6).
+    pub fn check_broadcast(&self, addr: SocketAddr) -> Result<(), Denial> {
+        self.check(NetUse::Broadcast, addr)
     }
 
     /// Checks that sockets of `transport` may be created.
@@ -726,6 +866,155 @@ mod tests {
             Err(Denial::Address {
                 net_use: NetUse::Connect,
                 addr: sa("[fe80::1]:80")
+            })
+        );
+    }
+
+    #[test]
+    fn denial_reasons_are_a_closed_set_with_stable_names() {
+        let names: Vec<_> = DenialReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "address:bind",
+                "address:listen",
+                "address:accept",
+                "address:connect",
+                "address:send-to",
+                "address:recv-from",
+                "address:broadcast",
+                "protocol",
+                "multicast",
+                "multicast-ttl",
+                "embedded-ipv4",
+                "broadcast-flag",
+            ]
+        );
+        for (index, reason) in DenialReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), index, "{reason}");
+        }
+    }
+
+    #[test]
+    fn every_denial_has_its_reason() {
+        let cases = [
+            (
+                Denial::Address {
+                    net_use: NetUse::SendTo,
+                    addr: sa("10.0.0.1:9"),
+                },
+                DenialReason::Address(NetUse::SendTo),
+            ),
+            (
+                Denial::EmbeddedIpv4 {
+                    addr: sa("[2001::1]:9"),
+                    form: Ipv4Embedding::Teredo,
+                },
+                DenialReason::EmbeddedIpv4,
+            ),
+            (Denial::Protocol(Transport::Udp), DenialReason::Protocol),
+            (
+                Denial::Multicast(sa("239.0.0.1:9")),
+                DenialReason::Multicast,
+            ),
+            (
+                Denial::MulticastTtl {
+                    asked: 2,
+                    ceiling: 1,
+                },
+                DenialReason::MulticastTtl,
+            ),
+            (
+                Denial::BroadcastWithoutFlag(sa("10.255.255.255:9")),
+                DenialReason::BroadcastFlag,
+            ),
+        ];
+        for (denial, reason) in cases {
+            assert_eq!(denial.reason(), reason, "{denial}");
+        }
+        assert_eq!(
+            Denial::BroadcastWithoutFlag(sa("10.255.255.255:9")).to_string(),
+            "SO_BROADCAST is not set for broadcast address 10.255.255.255:9"
+        );
+    }
+
+    #[test]
+    fn broadcast_needs_the_broadcast_use() {
+        let policy = Policy::builder()
+            .grant(NetUse::Broadcast, "10.0.0.0/8".parse().unwrap(), 9..=9)
+            .grant(NetUse::SendTo, "0.0.0.0/0".parse().unwrap(), 0..=65535)
+            .build();
+        assert_eq!(policy.check_broadcast(sa("10.255.255.255:9")), Ok(()));
+        assert_eq!(
+            policy.check_broadcast(sa("255.255.255.255:9")),
+            Err(Denial::Address {
+                net_use: NetUse::Broadcast,
+                addr: sa("255.255.255.255:9")
+            })
+        );
+        assert_eq!(
+            policy.check_broadcast(sa("[::ffff:10.255.255.255]:9")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_multicast_destination_needs_a_multicast_grant_whatever_the_use_grants() {
+        let group_grant = MulticastGrant::loopback("239.1.0.0/16".parse().unwrap(), 80..=80);
+        // A connect and send-to grant covering every multicast block.
+        let unicast_only = Policy::builder()
+            .grant(NetUse::Connect, "224.0.0.0/4".parse().unwrap(), 0..=65535)
+            .grant(NetUse::SendTo, "224.0.0.0/4".parse().unwrap(), 0..=65535)
+            .grant(NetUse::Connect, "10.0.0.0/8".parse().unwrap(), 80..=80)
+            .build();
+        for net_use in [NetUse::Connect, NetUse::SendTo] {
+            assert_eq!(
+                unicast_only.check_destination(net_use, sa("239.1.2.3:80")),
+                Err(Denial::Multicast(sa("239.1.2.3:80")))
+            );
+            assert_eq!(
+                unicast_only.check_destination(net_use, sa("[::ffff:239.1.2.3]:80")),
+                Err(Denial::Multicast(sa("239.1.2.3:80")))
+            );
+        }
+        assert_eq!(
+            unicast_only.check_destination(NetUse::Connect, sa("10.0.0.1:80")),
+            Ok(Destination::Unicast)
+        );
+        assert_eq!(
+            unicast_only.check_destination(NetUse::SendTo, sa("10.0.0.1:80")),
+            Err(Denial::Address {
+                net_use: NetUse::SendTo,
+                addr: sa("10.0.0.1:80")
+            })
+        );
+        let multicast_only = Policy::builder()
+            .grant_multicast(group_grant.clone())
+            .build();
+        assert_eq!(
+            multicast_only.check_destination(NetUse::Connect, sa("239.1.2.3:80")),
+            Ok(Destination::Multicast(&group_grant))
+        );
+        assert_eq!(
+            multicast_only.check_destination(NetUse::Connect, sa("[2001::1]:80")),
+            Err(Denial::EmbeddedIpv4 {
+                addr: sa("[2001::1]:80"),
+                form: Ipv4Embedding::Teredo
+            })
+        );
+    }
+
+    #[test]
+    fn ttl_above_the_ceiling_is_denied() {
+        let mut grant = MulticastGrant::loopback("239.1.0.0/16".parse().unwrap(), 80..=80);
+        grant.max_ttl = 1;
+        assert_eq!(grant.check_ttl(0), Ok(()));
+        assert_eq!(grant.check_ttl(1), Ok(()));
+        assert_eq!(
+            grant.check_ttl(2),
+            Err(Denial::MulticastTtl {
+                asked: 2,
+                ceiling: 1
             })
         );
     }
