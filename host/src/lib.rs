@@ -71,6 +71,12 @@ impl WaspCtx {
     pub fn provider(&self) -> &net::Provider {
         &self.provider
     }
+
+    /// Tells the provider the guest's memory limit, which bounds every
+    /// receive buffer as well (DESIGN §4).
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.provider.set_memory_limit(bytes);
+    }
 }
 
 /// What the wasp imports work on: the guest's [`WaspCtx`] and the

@@ -237,3 +237,35 @@ pub fn wait_for_line(out: &MemoryOutputPipe, prefix: &str) -> String {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Runs a guest on a runtime of its own, on threads named `threads`;
+/// returns its stdout.
+pub fn spawn_guest(
+    name: &'static str,
+    threads: &str,
+    toml: &str,
+    args: &[&str],
+) -> MemoryOutputPipe {
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let mut options = GuestOptions::new(name, Arc::new(policy(toml)));
+    options.args = args.iter().map(|a| a.to_string()).collect();
+    options.stdio = Stdio::Capture {
+        stdout: stdout.clone(),
+        stderr: MemoryOutputPipe::new(1 << 20),
+    };
+    let thread_name = threads.to_string();
+    std::thread::Builder::new()
+        .name(threads.to_string())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(thread_name)
+                .enable_all()
+                .build()
+                .unwrap();
+            // The guest runs until the test process ends.
+            let _ = runtime.block_on(host().run(&component(name), options));
+        })
+        .unwrap();
+    stdout
+}

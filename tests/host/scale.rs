@@ -2,41 +2,11 @@
 //! connections from one queue keeps serving all of them, and a guest idle
 //! on its queue with 1,000 registered sockets uses no CPU.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasp_host::run::{GuestOptions, Stdio};
 
-use crate::common::{GUEST_DEADLINE, component, cpu_time, host, policy, wait_for_line};
-
-/// Runs a guest on a runtime of its own, on threads named `threads`;
-/// returns its stdout.
-fn spawn_guest(name: &'static str, threads: &str, toml: &str, args: &[&str]) -> MemoryOutputPipe {
-    let stdout = MemoryOutputPipe::new(1 << 20);
-    let mut options = GuestOptions::new(name, Arc::new(policy(toml)));
-    options.args = args.iter().map(|a| a.to_string()).collect();
-    options.stdio = Stdio::Capture {
-        stdout: stdout.clone(),
-        stderr: MemoryOutputPipe::new(1 << 20),
-    };
-    let thread_name = threads.to_string();
-    std::thread::Builder::new()
-        .name(threads.to_string())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name(thread_name)
-                .enable_all()
-                .build()
-                .unwrap();
-            // The guest runs until the test process ends.
-            let _ = runtime.block_on(host().run(&component(name), options));
-        })
-        .unwrap();
-    stdout
-}
+use crate::common::{GUEST_DEADLINE, cpu_time, spawn_guest, wait_for_line};
 
 #[test]
 fn one_guest_serves_1000_busy_connections() {

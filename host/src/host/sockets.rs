@@ -122,7 +122,7 @@ impl Host for WaspCtxView<'_> {
     }
 
     async fn wsp_close_socket(&mut self, s: u32) -> Result<()> {
-        Ok(self.ctx.provider.wsp_close_socket(s)?)
+        Ok(self.ctx.provider.wsp_close_socket(s).await?)
     }
 
     async fn wsp_ioctl(&mut self, s: u32, command: WitIoctl) -> Result<IoctlResult> {
@@ -273,6 +273,6 @@ impl Host for WaspCtxView<'_> {
     }
 
     async fn last_denial(&mut self) -> Option<String> {
-        self.ctx.provider.last_denial().map(ToString::to_string)
+        self.ctx.provider.last_denial().map(|d| d.to_string())
     }
 }

@@ -19,9 +19,12 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::admission::Admission;
+use super::gate::DatagramFilter;
 use super::queue::{Message, MessageQueue, Posted};
 use super::rooted::JoinCell;
 use super::select::{Conditions, FdEvents, SelectState};
+use super::socket::purge_refused;
 use super::sys;
 use crate::error::WsaError;
 
@@ -128,10 +131,11 @@ pub enum Watched {
     Joining(Arc<TcpStream>, Arc<JoinCell>),
     /// A connected stream socket.
     Stream(Arc<TcpStream>),
-    /// A listening socket.
-    Listener(Arc<AsyncFd<socket2::Socket>>),
-    /// A datagram socket.
-    Datagram(Arc<UdpSocket>),
+    /// A listening socket: its admitted connections (the admitting task
+    /// wakes the engine through the link when one is ready).
+    Listener(Arc<Admission>),
+    /// A datagram socket and the senders that may reach its guest.
+    Datagram(Arc<UdpSocket>, DatagramFilter),
     /// Nothing to watch (idle socket): only guest calls change anything.
     Nothing,
 }
@@ -237,18 +241,21 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
         Watched::Stream(stream) => {
             observe_stream(stream, link.registered_mask().contains(FdEvents::OOB))
         }
-        Watched::Listener(listener) => Observed {
+        Watched::Listener(admission) => Observed {
             now: Conditions {
-                pending_accept: poll_now(listener.get_ref()).contains(PollFlags::IN),
+                pending_accept: admission.has_pending(),
                 ..Conditions::default()
             },
             ..Observed::default()
         },
-        Watched::Datagram(udp) => {
+        Watched::Datagram(udp, filter) => {
+            // A refused datagram is no FD_READ: it is dropped unseen, and
+            // data is there when an admitted datagram is at the head.
+            let admitted = purge_refused(udp, filter);
             let flags = poll_now(&**udp);
             Observed {
                 now: Conditions {
-                    data: flags.contains(PollFlags::IN),
+                    data: admitted,
                     writable: flags.contains(PollFlags::OUT),
                     ..Conditions::default()
                 },
@@ -350,23 +357,26 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
                 interest = merge(interest, Interest::WRITABLE);
             }
         }
-        Watched::Stream(_) | Watched::Datagram(_) | Watched::Listener(_) => {
+        Watched::Stream(_) | Watched::Datagram(..) => {
             // Never wait for a readiness whose condition already holds: it
             // would be ready at once, for ever. Unread data is such a
             // condition for FD_CLOSE too (it comes after the data, AS-18):
-            // the guest's next recv wakes the engine instead.
-            if ((watching(FdEvents::READ) || watching(FdEvents::CLOSE)) && !now.data)
-                || (watching(FdEvents::ACCEPT) && !now.pending_accept)
-            {
+            // the guest's next recv wakes the engine instead. Events that
+            // cannot happen on this kind of socket (FD_ACCEPT; FD_CLOSE and
+            // FD_OOB on a datagram socket) are never waited for.
+            let stream = matches!(watched, Watched::Stream(_));
+            if (watching(FdEvents::READ) || (stream && watching(FdEvents::CLOSE))) && !now.data {
                 interest = merge(interest, Interest::READABLE);
             }
-            if watching(FdEvents::OOB) && !now.oob {
+            if stream && watching(FdEvents::OOB) && !now.oob {
                 interest = merge(interest, Interest::PRIORITY);
             }
             if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
                 interest = merge(interest, Interest::WRITABLE);
             }
         }
+        // The admitting task wakes the link when a connection is ready.
+        Watched::Listener(_) => {}
         Watched::Nothing => {}
     }
     Next::Wait { interest, full }
@@ -382,9 +392,8 @@ type UrgentWatch = AsyncFd<std::os::fd::OwnedFd>;
 async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Interest) {
     let flags_now = || match watched {
         Watched::Connecting(s) | Watched::Joining(s, _) | Watched::Stream(s) => poll_now(&**s),
-        Watched::Datagram(u) => poll_now(&**u),
-        Watched::Listener(l) => poll_now(l.get_ref()),
-        Watched::Nothing => PollFlags::empty(),
+        Watched::Datagram(u, _) => poll_now(&**u),
+        Watched::Listener(_) | Watched::Nothing => PollFlags::empty(),
     };
     // Readiness that only reflects an error or hang-up is stale too: the
     // engine already looked at the socket and found nothing due.
@@ -412,21 +421,16 @@ async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Intere
                     let _ = s.try_io(interest, would_block);
                 }
             }
-            Watched::Datagram(u) => {
+            Watched::Datagram(u, _) => {
                 if let Ok(r) = u.ready(interest).await
                     && stale(r)
                 {
                     let _ = u.try_io(interest, would_block);
                 }
             }
-            Watched::Listener(l) => {
-                if let Ok(mut guard) = l.ready(interest).await
-                    && stale(guard.ready())
-                {
-                    guard.clear_ready();
-                }
+            Watched::Listener(_) | Watched::Joining(..) | Watched::Nothing => {
+                std::future::pending().await
             }
-            Watched::Joining(..) | Watched::Nothing => std::future::pending().await,
         }
     };
     let on_urgent = async {

@@ -1,8 +1,10 @@
 //! Mechanism: real sockets on tokio and socket2, one [`Provider`] per
 //! guest. No WebAssembly types appear here (DESIGN §2).
 
+pub mod admission;
 pub mod catalog;
 pub mod engine;
+pub mod gate;
 pub mod provider;
 pub mod queue;
 pub mod rooted;

@@ -4,15 +4,16 @@
 //! This is the mechanism the WIT glue calls; it never sees Wasmtime types.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::EventLink;
+use super::gate::{DenialCounts, DeniedBy, Gate};
 use super::queue::MessageQueue;
 use super::rooted::{self, JoinCell, Rooted};
 use super::select::{FdEvents, Reenable, SelectState};
-use super::socket::{Membership, MsgFlags, Socket, State, wildcard};
+use super::socket::{BroadcastProbe, Membership, MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
 use crate::policy::{Denial, MulticastGrant, MulticastInterface, NetUse, Policy, canonical};
 
@@ -171,32 +172,23 @@ pub enum OptValue {
     ConnectData(Vec<u8>),
 }
 
-/// The capability checks of one guest: the policy, and the last denial it
-/// caused (for `last-denial` and the operator's log).
+/// The capability checks of one guest's calls, on its [`Gate`].
 struct Guard {
-    policy: Arc<Policy>,
-    last_denial: Option<Denial>,
-    label: Arc<str>,
+    gate: Arc<Gate>,
+    broadcast: BroadcastProbe,
 }
 
 impl Guard {
-    fn deny(&mut self, denial: Denial) -> WsaError {
-        tracing::warn!(guest = %self.label, "denied: {denial}");
-        self.last_denial = Some(denial);
-        WsaError::Acces
+    fn deny(&self, denial: Denial) -> WsaError {
+        self.gate.deny(denial, DeniedBy::Call)
     }
 
-    fn check(&mut self, net_use: NetUse, addr: SocketAddr) -> Result<(), WsaError> {
-        self.policy
-            .check(net_use, addr)
-            .map_err(|denial| self.deny(denial))
+    fn check(&self, net_use: NetUse, addr: SocketAddr) -> Result<(), WsaError> {
+        self.gate.check(net_use, addr)
     }
 
-    fn check_multicast(&mut self, group: SocketAddr) -> Result<MulticastGrant, WsaError> {
-        match self.policy.check_multicast(group) {
-            Ok(grant) => Ok(grant.clone()),
-            Err(denial) => Err(self.deny(denial)),
-        }
+    fn check_multicast(&self, group: SocketAddr) -> Result<MulticastGrant, WsaError> {
+        self.gate.check_multicast(group)
     }
 
     /// The highest multicast TTL the socket may set: its session's grant's
@@ -206,7 +198,8 @@ impl Guard {
             return m.max_ttl;
         }
         let v4 = sock.entry.family == super::catalog::Family::V4;
-        self.policy
+        self.gate
+            .policy()
             .multicast_grants()
             .iter()
             .filter(|g| g.groups.addr().is_ipv4() == v4)
@@ -216,7 +209,7 @@ impl Guard {
     }
 
     /// Checks an implicit bind (to the wildcard address, port 0) and binds.
-    fn implicit_bind(&mut self, sock: &mut Socket) -> Result<(), WsaError> {
+    fn implicit_bind(&self, sock: &mut Socket) -> Result<(), WsaError> {
         if sock.bound_addr().is_some() {
             return Ok(());
         }
@@ -225,21 +218,47 @@ impl Guard {
         sock.bind(any)
     }
 
-    /// SPEC SE-6: a broadcast destination needs SO_BROADCAST, then the
-    /// policy's `broadcast` grant.
-    fn check_broadcast(&mut self, sock: &Socket, to: SocketAddr) -> Result<(), WsaError> {
-        if !is_broadcast(&to) {
+    /// SPEC SE-6: a broadcast destination — any address the kernel treats
+    /// as broadcast: the limited broadcast and every subnet-directed one
+    /// of a local interface — needs SO_BROADCAST, then the policy's
+    /// `broadcast` grant.
+    fn check_broadcast(&self, sock: &Socket, to: SocketAddr) -> Result<(), WsaError> {
+        if !self.broadcast.is_broadcast(to) {
             return Ok(());
         }
         if !sock.sock_ref()?.broadcast().unwrap_or(false) {
-            return Err(WsaError::Acces);
+            return Err(self.deny(Denial::BroadcastWithoutFlag(canonical(to))));
         }
         self.check(NetUse::Broadcast, to)
     }
-}
 
-fn is_broadcast(addr: &SocketAddr) -> bool {
-    matches!(canonical(*addr).ip(), IpAddr::V4(v4) if v4.is_broadcast())
+    /// The one decision for an outbound destination of `connect` (under
+    /// `net_use` = connect) or `send-to`: a multicast group needs a
+    /// `multicast` grant whatever the call, and the socket's TTL and
+    /// interface are held to it (a scope id cannot choose another
+    /// interface); a broadcast address needs SO_BROADCAST and a
+    /// `broadcast` grant; anything else the grants of `net_use`. Binds an
+    /// unbound socket (checked as an implicit bind). Returns the address
+    /// to use.
+    fn destination(
+        &self,
+        sock: &mut Socket,
+        to: SocketAddr,
+        net_use: NetUse,
+    ) -> Result<SocketAddr, WsaError> {
+        if canonical(to).ip().is_multicast() {
+            let grant = self.check_multicast(to)?;
+            self.implicit_bind(sock)?;
+            sock.prepare_multicast(&grant)?;
+            return sock.pin_multicast_scope(to, &grant);
+        }
+        if sock.entry.kind == SocketKind::Datagram {
+            self.check_broadcast(sock, to)?;
+        }
+        self.check(net_use, to)?;
+        self.implicit_bind(sock)?;
+        Ok(to)
+    }
 }
 
 /// The sockets of one guest and the WSP calls on them.
@@ -247,6 +266,8 @@ pub struct Provider {
     guard: Guard,
     sockets: HashMap<u32, Socket>,
     next_descriptor: u32,
+    /// The guest's memory limit: no receive asks the host for more.
+    memory_limit: usize,
 }
 
 impl Provider {
@@ -255,23 +276,28 @@ impl Provider {
     pub fn new(policy: Arc<Policy>, label: impl Into<Arc<str>>) -> Self {
         Self {
             guard: Guard {
-                policy,
-                last_denial: None,
-                label: label.into(),
+                gate: Gate::new(policy, label.into()),
+                broadcast: BroadcastProbe::default(),
             },
             sockets: HashMap::new(),
             next_descriptor: 1,
+            memory_limit: usize::MAX,
         }
     }
 
     /// The policy this provider enforces.
     pub fn policy(&self) -> &Policy {
-        &self.guard.policy
+        self.guard.gate.policy()
     }
 
     /// The most recent denial, naming the missing grant.
-    pub fn last_denial(&self) -> Option<&Denial> {
-        self.guard.last_denial.as_ref()
+    pub fn last_denial(&self) -> Option<Denial> {
+        self.guard.gate.last_denial()
+    }
+
+    /// The guest's denials so far, by reason.
+    pub fn denial_counts(&self) -> DenialCounts {
+        self.guard.gate.denial_counts()
     }
 
     /// Number of open sockets.
@@ -284,7 +310,8 @@ impl Provider {
     }
 
     fn has_room(&self) -> Result<(), WsaError> {
-        if self.sockets.len() >= self.guard.policy.limits().max_sockets as usize {
+        let held = self.sockets.len() + self.guard.gate.lingering() as usize;
+        if held >= self.policy().limits().max_sockets as usize {
             Err(WsaError::Mfile)
         } else {
             Ok(())
@@ -306,18 +333,24 @@ impl Provider {
         }
     }
 
+    /// Bounds every receive by the guest's memory limit as well as the
+    /// policy's `max-recv-len`: the bytes have to fit in the guest anyway.
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
+    }
+
     fn recv_cap(&self, max_len: u32) -> usize {
-        max_len.min(self.guard.policy.limits().max_recv_len) as usize
+        (max_len.min(self.policy().limits().max_recv_len) as usize).min(self.memory_limit)
     }
 
     /// WSPSocket (SPEC SO-1..SO-9).
     pub fn wsp_socket(&mut self, req: &SocketRequest) -> Result<u32, WsaError> {
         let entry = catalog::resolve(req)?;
-        if let Err(denial) = self.guard.policy.check_protocol(entry.transport) {
+        if let Err(denial) = self.policy().check_protocol(entry.transport) {
             return Err(self.guard.deny(denial));
         }
         self.has_room()?;
-        let mut socket = Socket::create(entry, req.flags)?;
+        let mut socket = Socket::create(entry, req.flags, self.guard.gate.clone())?;
         if entry.is_rooted()
             && req
                 .flags
@@ -354,65 +387,46 @@ impl Provider {
         Ok(())
     }
 
-    /// WSPAccept: peers outside the `accept` grants are reset and never
-    /// reach the guest; `WSAEMFILE` leaves the connection pending.
+    /// WSPAccept: takes a connection the listener's admission let in
+    /// (peers outside the `accept` grants were reset before the guest
+    /// heard of them; rooted joins have completed their handshake). At the
+    /// socket quota the call is `WSAEMFILE` and the oldest waiting
+    /// connection is reset, so that it is not announced again and again.
     pub async fn wsp_accept(&mut self, s: u32) -> Result<(u32, SocketAddr), WsaError> {
-        let max = self.guard.policy.limits().max_sockets as usize;
-        let Self { guard, sockets, .. } = self;
-        let listener = sockets.get(&s).ok_or(WsaError::NotSock)?;
-        if !listener.is_listening() {
-            return Err(WsaError::Inval);
-        }
-        if sockets.len() >= max {
-            return Err(WsaError::Mfile);
-        }
-        let mut accepted = loop {
-            let attempt = match listener.try_accept_native() {
-                Err(WsaError::WouldBlock) if listener.blocking() => listener.accept_wait().await,
-                other => other,
-            };
-            let (native, peer) = match attempt {
-                Ok(found) => found,
-                Err(err) => {
-                    // SPEC AS-10: a failed accept re-enables FD_ACCEPT too.
-                    listener.link.update(|st| st.reenable(Reenable::Accept));
-                    return Err(err);
+        let at_quota = self.has_room().is_err();
+        let listener = self.socket(s)?;
+        let result = async {
+            let admission = listener.admission()?.clone();
+            if at_quota {
+                if let Some(unwanted) = admission.take() {
+                    unwanted.reset();
                 }
-            };
-            if guard.check(NetUse::Accept, peer).is_err() {
-                // Reset the refused peer: linger 0, then close.
-                let _ = native.set_linger(Some(std::time::Duration::ZERO));
-                drop(native);
-                continue;
+                return Err(WsaError::Mfile);
             }
-            let mut accepted = listener.accepted(native)?;
-            if listener.entry.is_rooted() {
-                // SPEC JL-4, JL-7: a joining peer sends its caller data and
-                // gets this socket's connect data back; one that does not
-                // complete the handshake is dropped unseen.
-                let State::Connected(stream) = &accepted.state else {
-                    unreachable!("an accepted socket is connected")
-                };
-                match rooted::respond(stream, &listener.connect_data).await {
-                    Ok(caller_data) => {
-                        accepted.connect_data = caller_data;
-                        accepted.joined = true;
-                    }
-                    Err(_) => continue,
+            loop {
+                if let Some(admitted) = admission.take() {
+                    return Ok(admitted);
                 }
+                if !listener.blocking() {
+                    return Err(WsaError::WouldBlock);
+                }
+                admission.wait().await;
             }
-            break accepted;
-        };
+        }
+        .await;
+        // SPEC AS-10: any accept, failed or not, re-enables FD_ACCEPT.
+        listener.link.update(|st| st.reenable(Reenable::Accept));
+        let admitted = result?;
+        let peer = admitted.peer;
+        let accepted = listener.accepted(admitted);
         let listener_link = listener.link.clone();
-        listener_link.update(|st| st.reenable(Reenable::Accept));
         let is_root = matches!(listener.rooted, Some(Rooted::Root { .. }));
-        let peer = accepted.peer_addr().ok_or(WsaError::NotConn)?;
-        if is_root {
-            accepted.rooted = Some(Rooted::LeafOfRoot { root: s });
-        }
         let child_s = self.insert(accepted);
-        if is_root && let Some(Rooted::Root { leaves, .. }) = &mut self.socket(s)?.rooted {
-            leaves.push(child_s);
+        if is_root {
+            if let Some(Rooted::Root { leaves, .. }) = &mut self.socket(s)?.rooted {
+                leaves.push(child_s);
+            }
+            self.socket(child_s)?.rooted = Some(Rooted::LeafOfRoot { root: s });
         }
         let child = self.socket(child_s)?;
         // SPEC AS-7: the accepted socket inherits the registration.
@@ -432,14 +446,22 @@ impl Provider {
         if sock.is_listening() {
             return Err(WsaError::Inval);
         }
-        if sock.entry.kind == SocketKind::Datagram {
-            guard.check_broadcast(sock, addr)?;
-        }
-        guard.check(NetUse::Connect, addr)?;
-        guard.implicit_bind(sock)?;
+        let addr = guard.destination(sock, addr, NetUse::Connect)?;
         let result = sock.connect(addr).await;
         sock.restart_watcher();
         result
+    }
+
+    /// The policy's bound on the buffers of one send call: more is
+    /// `WSAENOBUFS` and nothing is sent (a bad descriptor still comes
+    /// first: `WSAENOTSOCK`).
+    fn check_buffer_count(&mut self, s: u32, buffers: &[Vec<u8>]) -> Result<(), WsaError> {
+        let max = self.policy().limits().max_buffers_per_call as usize;
+        self.socket(s)?;
+        if buffers.len() > max {
+            return Err(WsaError::NoBufs);
+        }
+        Ok(())
     }
 
     /// WSPSend (SPEC SE-1..SE-8).
@@ -450,6 +472,7 @@ impl Provider {
         flags: MsgFlags,
         overlapped: Option<u64>,
     ) -> Result<u32, WsaError> {
+        self.check_buffer_count(s, buffers)?;
         if matches!(self.socket(s)?.rooted, Some(Rooted::Root { .. })) {
             self.socket(s)?.check_send(flags)?;
             let result = self.send_to_leaves(s, buffers, flags).await;
@@ -488,6 +511,7 @@ impl Provider {
         to: SocketAddr,
         overlapped: Option<u64>,
     ) -> Result<u32, WsaError> {
+        self.check_buffer_count(s, buffers)?;
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
         let result = async {
@@ -504,24 +528,14 @@ impl Provider {
                     if total > sock.entry.max_msg_size as usize {
                         return Err(WsaError::MsgSize);
                     }
-                    if to.ip().is_multicast() {
-                        // A group: the multicast grants decide, and the
-                        // socket's TTL and interface are held to them.
-                        if sock
-                            .membership
-                            .as_ref()
-                            .is_some_and(|m| m.group == to && !m.sends)
-                        {
-                            return Err(WsaError::Shutdown);
-                        }
-                        let grant = guard.check_multicast(to)?;
-                        guard.implicit_bind(sock)?;
-                        sock.prepare_multicast(&grant)?;
-                    } else {
-                        guard.check_broadcast(sock, to)?;
-                        guard.check(NetUse::SendTo, to)?;
-                        guard.implicit_bind(sock)?;
+                    if sock
+                        .membership
+                        .as_ref()
+                        .is_some_and(|m| m.group == to && !m.sends)
+                    {
+                        return Err(WsaError::Shutdown);
                     }
+                    let to = guard.destination(sock, to, NetUse::SendTo)?;
                     sock.send_datagram(buffers, Some(to)).await
                 }
             }
@@ -615,24 +629,21 @@ impl Provider {
         cap: usize,
         flags: MsgFlags,
     ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
-        let Self { guard, sockets, .. } = self;
-        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        let sock = self.socket(s)?;
         if sock.bound_addr().is_none() {
             return Err(WsaError::Inval);
         }
-        let connected = sock.peer_addr();
-        let membership = sock.membership.clone();
+        let filter = sock.datagram_filter();
         loop {
+            // Refused datagrams go first, so that neither their size
+            // (WSAEMSGSIZE) nor their data reaches the guest.
+            sock.purge_refused();
             let (data, from) = sock.recv_datagram(cap, flags).await?;
-            let admitted = match &membership {
-                Some(m) => m.admits(&from),
-                None => connected.is_some() || guard.check(NetUse::RecvFrom, from).is_ok(),
-            };
-            if admitted {
+            if filter.admits(from) {
                 return Ok((data, from));
             }
             if flags.contains(MsgFlags::PEEK) {
-                sock.discard_datagram();
+                sock.purge_refused();
             }
         }
     }
@@ -719,6 +730,8 @@ impl Provider {
             st.connect_started();
             st.connect_finished(None);
         });
+        // Its inbound filter now includes the membership.
+        sock.restart_watcher();
         Ok((s, Vec::new()))
     }
 
@@ -756,7 +769,14 @@ impl Provider {
             Some(Rooted::Root { pending, .. }) => *pending,
             _ => None,
         };
+        let (joining_now, joined) = (sock.join.is_some(), sock.joined);
+        // The policy decides before anything is created or kept: a denied
+        // join leaves no trace (no descriptor, no session entry).
+        self.guard.check(NetUse::Connect, name)?;
         let leaf = if is_root {
+            // A root-initiated join binds its new leaf implicitly.
+            let family = self.socket(s)?.entry.family;
+            self.guard.check(NetUse::Bind, wildcard(family))?;
             // JL-4: at most one root-initiated join outstanding.
             if let Some(p) = pending
                 && let Some(joining) = self.sockets.get_mut(&p)
@@ -767,11 +787,12 @@ impl Provider {
                 }
             }
             self.has_room()?;
+            let gate = self.guard.gate.clone();
             let root = self.socket(s)?;
             let flags = (root.flags - F::MULTIPOINT_C_ROOT - F::MULTIPOINT_D_ROOT)
                 | F::MULTIPOINT_C_LEAF
                 | F::MULTIPOINT_D_LEAF;
-            let mut leaf = Socket::create(root.entry, flags)?;
+            let mut leaf = Socket::create(root.entry, flags, gate)?;
             leaf.nonblocking = root.nonblocking;
             leaf.rooted = Some(Rooted::LeafOfRoot { root: s });
             let root_link = root.link.clone();
@@ -784,17 +805,18 @@ impl Provider {
             leaf_s
         } else {
             // JL-6: one join at a time; a joined leaf stays joined.
-            match &sock.join {
-                Some(_) => return Err(WsaError::Already),
-                None if sock.joined => return Err(WsaError::IsConn),
-                None => s,
+            if joining_now {
+                return Err(WsaError::Already);
             }
+            if joined {
+                return Err(WsaError::IsConn);
+            }
+            s
         };
         let original = self.socket(s)?.link.clone();
         let Self { guard, sockets, .. } = self;
         let joining = sockets.get_mut(&leaf).ok_or(WsaError::NotSock)?;
         let started = async {
-            guard.check(NetUse::Connect, name)?;
             guard.implicit_bind(joining)?;
             joining.start_stream_connect(name)
         }
@@ -802,9 +824,7 @@ impl Provider {
         let stream = match started {
             Ok(stream) => stream,
             Err(err) => {
-                if leaf != s {
-                    self.sockets.remove(&leaf);
-                }
+                self.forget_failed_leaf(s, leaf);
                 return Err(err);
             }
         };
@@ -831,12 +851,27 @@ impl Provider {
         match cell.outcome() {
             Some(Ok(callee_data)) => Ok((leaf, callee_data)),
             Some(Err(err)) => {
-                if leaf != s {
-                    self.sockets.remove(&leaf);
-                }
+                self.forget_failed_leaf(s, leaf);
                 Err(err)
             }
             None => Err(WsaError::InProgress),
+        }
+    }
+
+    /// Drops the descriptor of a root-initiated join that failed, and its
+    /// place in the root's session.
+    fn forget_failed_leaf(&mut self, root: u32, leaf: u32) {
+        if leaf == root {
+            return;
+        }
+        self.sockets.remove(&leaf);
+        if let Some(Some(Rooted::Root { leaves, pending })) =
+            self.sockets.get_mut(&root).map(|r| r.rooted.as_mut())
+        {
+            leaves.retain(|l| *l != leaf);
+            if *pending == Some(leaf) {
+                *pending = None;
+            }
         }
     }
 
@@ -903,9 +938,21 @@ impl Provider {
     }
 
     /// WSPCloseSocket: the descriptor is gone at once; the native socket
-    /// closes as its SO_LINGER says.
-    pub fn wsp_close_socket(&mut self, s: u32) -> Result<(), WsaError> {
-        self.sockets.remove(&s).map(drop).ok_or(WsaError::NotSock)
+    /// closes as its SO_LINGER says, in the background: a blocking socket's
+    /// close waits for it (only this guest waits), a non-blocking one
+    /// returns at once. A lingering socket counts against the socket quota
+    /// until it is done.
+    pub async fn wsp_close_socket(&mut self, s: u32) -> Result<(), WsaError> {
+        let mut sock = self.sockets.remove(&s).ok_or(WsaError::NotSock)?;
+        let lingering = sock.begin_close();
+        let blocking = sock.blocking();
+        drop(sock);
+        if let Some(lingering) = lingering
+            && blocking
+        {
+            let _ = lingering.await;
+        }
+        Ok(())
     }
 
     /// WSPIoctl.
@@ -920,7 +967,11 @@ impl Provider {
                 sock.nonblocking = on;
                 Ok(IoctlReply::None)
             }
-            IoctlCommand::BytesReadable => sock.bytes_readable().map(IoctlReply::Bytes),
+            IoctlCommand::BytesReadable => {
+                // Only what the guest may read counts.
+                sock.purge_refused();
+                sock.bytes_readable().map(IoctlReply::Bytes)
+            }
             IoctlCommand::AtMark => sock.at_mark().map(IoctlReply::Flag),
         }
     }
@@ -946,6 +997,9 @@ impl Provider {
             OptName::OobInline => {
                 stream_only()?;
                 OptValue::OobInline(r.out_of_band_inline()?)
+            }
+            OptName::ReuseAddress if sock.entry.kind == SocketKind::Datagram => {
+                OptValue::ReuseAddress(sock.reuse_address)
             }
             OptName::ReuseAddress => OptValue::ReuseAddress(r.reuse_address()?),
             OptName::KeepAlive => {
@@ -994,6 +1048,14 @@ impl Provider {
 
     /// WSPSetSockOpt; read-only options are `WSAENOPROTOOPT`.
     pub fn wsp_set_sock_opt(&mut self, s: u32, value: &OptValue) -> Result<(), WsaError> {
+        // The kernel buffer bytes the guest's other sockets asked for.
+        let others: u64 = self
+            .sockets
+            .iter()
+            .filter(|(other, _)| **other != s)
+            .map(|(_, sock)| sock.buffer_request.total())
+            .sum();
+        let budget = self.policy().limits().max_socket_buffer_bytes;
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
         match value {
@@ -1005,6 +1067,9 @@ impl Provider {
                     return Err(WsaError::Fault);
                 }
                 sock.connect_data = data.clone();
+                if let Ok(admission) = sock.admission() {
+                    admission.set_callee_data(data.clone());
+                }
                 return Ok(());
             }
             &OptValue::MulticastTtl(asked) => {
@@ -1036,12 +1101,29 @@ impl Provider {
         match *value {
             OptValue::Broadcast(on) if !is_stream => r.set_broadcast(on)?,
             OptValue::OobInline(on) if is_stream => r.set_out_of_band_inline(on)?,
-            OptValue::ReuseAddress(on) => r.set_reuse_address(on)?,
+            // TCP keeps Linux's rule (no port shared with a listener); a
+            // datagram socket never shares a port natively, so that no
+            // guest can bind a port another process holds and take its
+            // datagrams: the option is only remembered.
+            OptValue::ReuseAddress(on) if is_stream => r.set_reuse_address(on)?,
+            OptValue::ReuseAddress(on) => sock.reuse_address = on,
             OptValue::KeepAlive(on) if is_stream => r.set_keepalive(on)?,
             OptValue::TcpNoDelay(on) if is_stream => r.set_tcp_nodelay(on)?,
             OptValue::Linger(secs) if is_stream => sock.set_linger(secs)?,
-            OptValue::ReceiveBuffer(n) => r.set_recv_buffer_size(n as usize)?,
-            OptValue::SendBuffer(n) => r.set_send_buffer_size(n as usize)?,
+            // Kernel buffers count against the guest's budget: a request
+            // beyond what is left is clamped to it.
+            OptValue::ReceiveBuffer(n) => {
+                let mut request = sock.buffer_request;
+                let n = request.grant_receive(n, budget.saturating_sub(others));
+                r.set_recv_buffer_size(n as usize)?;
+                sock.buffer_request = request;
+            }
+            OptValue::SendBuffer(n) => {
+                let mut request = sock.buffer_request;
+                let n = request.grant_send(n, budget.saturating_sub(others));
+                r.set_send_buffer_size(n as usize)?;
+                sock.buffer_request = request;
+            }
             _ => return Err(WsaError::NoProtoOpt),
         }
         Ok(())
@@ -1165,9 +1247,9 @@ mod tests {
         let got = p.wsp_recv(server, 4, MsgFlags::WAIT_ALL).await.unwrap();
         assert_eq!(got, b"abcd");
         assert_eq!(p.open_sockets(), 3);
-        p.wsp_close_socket(client).unwrap();
+        p.wsp_close_socket(client).await.unwrap();
         assert_eq!(p.wsp_recv(server, 4, MsgFlags::empty()).await.unwrap(), b"");
-        assert_eq!(p.wsp_close_socket(client), Err(WsaError::NotSock));
+        assert_eq!(p.wsp_close_socket(client).await, Err(WsaError::NotSock));
     }
 
     #[tokio::test]
@@ -1202,6 +1284,93 @@ mod tests {
         p.wsp_ioctl(s, IoctlCommand::NonBlocking(true)).unwrap();
         let got = p.wsp_recv(s, 70_000, MsgFlags::empty()).await;
         assert_eq!(got, Err(WsaError::WouldBlock));
+    }
+
+    #[tokio::test]
+    async fn a_denied_root_join_leaves_nothing_behind() {
+        // Issue 8 point 8: every denied root-initiated join left its leaf
+        // in the root's session (+14 MiB over 2.6 M denials).
+        let policy = Policy::builder().allow_protocol(Transport::Tcp).build();
+        let mut p = Provider::new(Arc::new(policy), "test");
+        let root = p
+            .wsp_socket(&SocketRequest {
+                protocol: crate::net::catalog::IPPROTO_WASP_RMP,
+                flags: SocketFlags::MULTIPOINT_C_ROOT | SocketFlags::MULTIPOINT_D_ROOT,
+                ..request(SOCK_STREAM, 0)
+            })
+            .unwrap();
+        let leaf: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..1000 {
+            let joined = p
+                .wsp_join_leaf(root, leaf, None, 0, None, JoinRole::Both)
+                .await;
+            assert_eq!(joined, Err(WsaError::Acces));
+        }
+        assert_eq!(p.open_sockets(), 1);
+        assert_eq!(
+            p.sockets[&root].rooted,
+            Some(Rooted::Root {
+                leaves: Vec::new(),
+                pending: None
+            })
+        );
+        assert_eq!(p.denial_counts().get("address:connect"), Some(&1000));
+    }
+
+    #[tokio::test]
+    async fn a_scope_id_cannot_send_a_group_out_of_another_interface() {
+        // Issue 8 point 6: an IPv6 scope id overrode the interface of the
+        // multicast grant. (No datagram is sent here.)
+        let mut p = loopback();
+        let s = p
+            .wsp_socket(&SocketRequest {
+                af: crate::net::catalog::AF_INET6,
+                ..request(SOCK_DGRAM, IPPROTO_UDP)
+            })
+            .unwrap();
+        let grant = MulticastGrant::loopback("ff15::/16".parse().unwrap(), 0..=u16::MAX);
+        let asked = std::net::SocketAddrV6::new("ff15::1".parse().unwrap(), 5000, 0, 999);
+        let pinned = p.sockets[&s]
+            .pin_multicast_scope(SocketAddr::V6(asked), &grant)
+            .unwrap();
+        let SocketAddr::V6(pinned) = pinned else {
+            panic!("still IPv6")
+        };
+        // Index 0 in a grant stands for loopback, which Linux numbers 1.
+        assert_eq!(pinned.scope_id(), 1);
+        assert_eq!(*pinned.ip(), *asked.ip());
+    }
+
+    #[tokio::test]
+    async fn refused_datagrams_are_purged_before_anything_sees_them() {
+        let policy = Policy::builder()
+            .allow_protocol(Transport::Udp)
+            .grant(NetUse::Bind, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
+            .grant(NetUse::SendTo, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
+            .grant(
+                NetUse::RecvFrom,
+                "127.0.0.9/32".parse().unwrap(),
+                0..=u16::MAX,
+            )
+            .build();
+        let mut p = Provider::new(Arc::new(policy), "test");
+        let a = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
+        p.wsp_bind(a, any_port()).unwrap();
+        let me = p.wsp_get_sock_name(a).unwrap();
+        let b = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
+        p.wsp_bind(b, any_port()).unwrap();
+        let queue = MessageQueue::new(8);
+        p.wsp_async_select(a, &queue, 9, FdEvents::READ).unwrap();
+        p.wsp_send_to(b, &[b"refused".to_vec()], MsgFlags::empty(), me, None)
+            .await
+            .unwrap();
+        let posted = queue.get(Some(std::time::Duration::from_millis(200))).await;
+        assert_eq!(posted, None, "no FD_READ for a refused datagram");
+        assert_eq!(
+            p.wsp_ioctl(a, IoctlCommand::BytesReadable),
+            Ok(IoctlReply::Bytes(0))
+        );
+        assert_eq!(p.denial_counts().get("address:recv-from"), Some(&1));
     }
 
     #[tokio::test]

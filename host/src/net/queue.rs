@@ -9,7 +9,7 @@
 //! back: they go past the capacity (at most two per socket, so the excess
 //! is bounded by the socket quota).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,6 +48,33 @@ struct Inner {
     capacity: usize,
     closed: bool,
     overflows: u64,
+    /// Queued FD_CONNECT / FD_CLOSE messages by (socket, event bits).
+    critical: HashMap<(u32, u32), u32>,
+}
+
+/// FD_CONNECT and FD_CLOSE: the events that may go past the capacity.
+const CRITICAL: FdEvents = FdEvents::CONNECT.union(FdEvents::CLOSE);
+
+fn critical_key(message: &Message) -> Option<(u32, u32)> {
+    CRITICAL
+        .contains(message.notice.event)
+        .then_some((message.socket, message.notice.event.bits()))
+}
+
+impl Inner {
+    fn pop_front(&mut self) -> Option<Message> {
+        let message = self.messages.pop_front()?;
+        if let Some(key) = critical_key(&message)
+            && let std::collections::hash_map::Entry::Occupied(mut queued) =
+                self.critical.entry(key)
+        {
+            *queued.get_mut() -= 1;
+            if *queued.get() == 0 {
+                queued.remove();
+            }
+        }
+        Some(message)
+    }
 }
 
 /// A bounded message queue shared by the guest and the event engine.
@@ -73,16 +100,23 @@ impl MessageQueue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Posts `message`; FD_CONNECT and FD_CLOSE go in even when full.
+    /// Posts `message`. When the queue is full, FD_CONNECT and FD_CLOSE
+    /// still go in unless one of the same event of the same socket is
+    /// already queued.
     pub fn post(&self, message: Message) -> Posted {
         let mut inner = self.lock();
         if inner.closed {
             return Posted::Closed;
         }
-        let critical = (FdEvents::CONNECT | FdEvents::CLOSE).contains(message.notice.event);
-        if inner.messages.len() >= inner.capacity && !critical {
+        let key = critical_key(&message);
+        let full = inner.messages.len() >= inner.capacity;
+        let past_capacity = key.is_some_and(|k| !inner.critical.contains_key(&k));
+        if full && !past_capacity {
             inner.overflows += 1;
             return Posted::Full;
+        }
+        if let Some(key) = key {
+            *inner.critical.entry(key).or_default() += 1;
         }
         inner.messages.push_back(message);
         drop(inner);
@@ -101,7 +135,7 @@ impl MessageQueue {
     /// Takes the oldest message without waiting.
     pub fn try_get(&self) -> Option<Message> {
         let mut inner = self.lock();
-        let message = inner.messages.pop_front();
+        let message = inner.pop_front();
         self.took(inner, usize::from(message.is_some()));
         message
     }
@@ -150,7 +184,7 @@ impl MessageQueue {
     pub fn drain(&self, max: usize) -> Vec<Message> {
         let mut inner = self.lock();
         let n = max.min(inner.messages.len());
-        let out: Vec<Message> = inner.messages.drain(..n).collect();
+        let out: Vec<Message> = (0..n).filter_map(|_| inner.pop_front()).collect();
         self.took(inner, out.len());
         out
     }
@@ -227,6 +261,30 @@ mod tests {
         assert_eq!(queue.post(message(FdEvents::CONNECT)), Posted::Queued);
         assert_eq!(queue.post(close), Posted::Queued);
         assert_eq!(queue.drain(10).len(), 3);
+    }
+
+    #[test]
+    fn connect_and_close_go_past_the_capacity_once_per_socket() {
+        // Issue 8 point 2: a guest reconnecting a UDP socket in a loop with
+        // a full queue grew it without bound (1.5 M messages in 60 s).
+        let queue = MessageQueue::new(1);
+        assert_eq!(queue.post(message(FdEvents::READ)), Posted::Queued);
+        for _ in 0..1000 {
+            queue.post(message(FdEvents::CONNECT));
+            queue.post(message(FdEvents::CLOSE));
+        }
+        assert_eq!(queue.len(), 3, "capacity 1 + one CONNECT + one CLOSE");
+        let other_socket = Message {
+            socket: 3,
+            ..message(FdEvents::CONNECT)
+        };
+        assert_eq!(queue.post(other_socket), Posted::Queued);
+        assert_eq!(queue.post(other_socket), Posted::Full);
+        // Once taken, the socket's next FD_CONNECT may go past again.
+        let taken: Vec<_> = queue.drain(2).iter().map(|m| m.notice.event).collect();
+        assert_eq!(taken, [FdEvents::READ, FdEvents::CONNECT]);
+        assert_eq!(queue.post(message(FdEvents::CONNECT)), Posted::Queued);
+        assert_eq!(queue.len(), 3);
     }
 
     #[test]

@@ -22,8 +22,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::AbortHandle;
 
+use super::admission::{Admission, Admitted};
 use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
 use super::engine::{self, EventLink, Watched};
+use super::gate::{DatagramFilter, Gate, LingerGuard};
 use super::rooted::{JoinCell, Rooted};
 use super::select::SelectState;
 use super::sys;
@@ -75,6 +77,39 @@ impl Membership {
     }
 }
 
+/// The kernel buffer sizes a socket was granted (SO_RCVBUF, SO_SNDBUF);
+/// the guest's sockets together stay within its policy's
+/// `max-socket-buffer-bytes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BufferRequest {
+    receive: u32,
+    send: u32,
+}
+
+impl BufferRequest {
+    /// Bytes asked for by both options.
+    pub fn total(&self) -> u64 {
+        u64::from(self.receive) + u64::from(self.send)
+    }
+
+    /// Grants SO_RCVBUF of `asked` bytes out of `left` (the budget the
+    /// guest's other sockets left); returns the size to set.
+    pub fn grant_receive(&mut self, asked: u32, left: u64) -> u32 {
+        self.receive = clamp_to(asked, left.saturating_sub(u64::from(self.send)));
+        self.receive
+    }
+
+    /// Grants SO_SNDBUF of `asked` bytes out of `left`.
+    pub fn grant_send(&mut self, asked: u32, left: u64) -> u32 {
+        self.send = clamp_to(asked, left.saturating_sub(u64::from(self.receive)));
+        self.send
+    }
+}
+
+fn clamp_to(asked: u32, left: u64) -> u32 {
+    u32::try_from(u64::from(asked).min(left)).unwrap_or(u32::MAX)
+}
+
 /// Where a socket is in its life. Native sockets the event engine watches
 /// are shared with it (`Arc`).
 pub(crate) enum State {
@@ -86,16 +121,24 @@ pub(crate) enum State {
     Failed(Arc<TcpStream>),
     /// A connected stream socket.
     Connected(Arc<TcpStream>),
-    /// A listening stream socket.
-    Listening(Arc<AsyncFd<socket2::Socket>>),
+    /// A listening stream socket and the connections admitted for it.
+    Listening(Listening),
     /// A datagram socket (bound or not, connected or not).
     Datagram(Arc<UdpSocket>),
     /// Only while a call moves the socket from one state to the next.
     Moving,
 }
 
+/// A listening socket: the native listener and its admission.
+pub(crate) struct Listening {
+    native: Arc<AsyncFd<socket2::Socket>>,
+    pub(crate) admission: Arc<Admission>,
+}
+
 /// A guest's socket.
 pub struct Socket {
+    /// The guest's capability gate (inbound filters use it).
+    gate: Arc<Gate>,
     /// The catalogue entry it was created from.
     pub entry: &'static ProtocolEntry,
     /// The `WSPSocket` flags.
@@ -120,6 +163,11 @@ pub struct Socket {
     /// SO_CONNDATA: a root's callee data for joining leaves; after a join,
     /// the data the peer sent (a leaf's caller data, a root's callee data).
     pub connect_data: Vec<u8>,
+    /// SO_REUSEADDR of a datagram socket, as the guest set it (never
+    /// applied natively).
+    pub reuse_address: bool,
+    /// SO_RCVBUF / SO_SNDBUF bytes granted to this socket.
+    pub buffer_request: BufferRequest,
     send_shut: bool,
     recv_shut: bool,
     pending_error: Option<WsaError>,
@@ -171,7 +219,11 @@ macro_rules! run_io {
 impl Socket {
     /// Creates the native socket for `entry` (SPEC SO-1). IPv6 sockets are
     /// IPv6-only, as on Windows.
-    pub fn create(entry: &'static ProtocolEntry, flags: SocketFlags) -> Result<Self, WsaError> {
+    pub fn create(
+        entry: &'static ProtocolEntry,
+        flags: SocketFlags,
+        gate: Arc<Gate>,
+    ) -> Result<Self, WsaError> {
         let ty = match entry.kind {
             SocketKind::Stream => Type::STREAM,
             SocketKind::Datagram => Type::DGRAM,
@@ -185,7 +237,7 @@ impl Socket {
             SocketKind::Stream => State::Idle(native),
             SocketKind::Datagram => State::Datagram(Arc::new(UdpSocket::from_std(native.into())?)),
         };
-        Ok(Self::with_state(entry, flags, false, state))
+        Ok(Self::with_state(entry, flags, false, state, gate))
     }
 
     fn with_state(
@@ -193,8 +245,10 @@ impl Socket {
         flags: SocketFlags,
         nonblocking: bool,
         state: State,
+        gate: Arc<Gate>,
     ) -> Self {
         Self {
+            gate,
             entry,
             flags,
             nonblocking,
@@ -207,6 +261,8 @@ impl Socket {
             joined: false,
             rooted: None,
             connect_data: Vec::new(),
+            reuse_address: false,
+            buffer_request: BufferRequest::default(),
             send_shut: false,
             recv_shut: false,
             pending_error: None,
@@ -222,8 +278,8 @@ impl Socket {
                 None => Watched::Connecting(s.clone()),
             },
             State::Connected(s) => Watched::Stream(s.clone()),
-            State::Listening(l) => Watched::Listener(l.clone()),
-            State::Datagram(u) => Watched::Datagram(u.clone()),
+            State::Listening(l) => Watched::Listener(l.admission.clone()),
+            State::Datagram(u) => Watched::Datagram(u.clone(), self.datagram_filter()),
             State::Idle(_) | State::Failed(_) | State::Moving => Watched::Nothing,
         }
     }
@@ -251,7 +307,7 @@ impl Socket {
         Ok(match &self.state {
             State::Idle(s) => SockRef::from(s),
             State::Connecting(s) | State::Failed(s) | State::Connected(s) => SockRef::from(&**s),
-            State::Listening(s) => SockRef::from(s.get_ref()),
+            State::Listening(s) => SockRef::from(s.native.get_ref()),
             State::Datagram(s) => SockRef::from(&**s),
             State::Moving => return Err(WsaError::NetDown),
         })
@@ -295,6 +351,8 @@ impl Socket {
     }
 
     /// Starts listening; the socket must be a bound, idle stream socket.
+    /// Its connections are admitted through the guest's gate (the
+    /// `accept` filter) in the background; see [`Admission`].
     pub fn listen(&mut self, backlog: u32) -> Result<(), WsaError> {
         match &self.state {
             State::Idle(_) if self.bound_addr().is_some() => {}
@@ -313,7 +371,15 @@ impl Socket {
         }
         match sys::register_listener(native) {
             Ok(listener) => {
-                self.state = State::Listening(Arc::new(listener));
+                let native = Arc::new(listener);
+                let admission = Admission::start(
+                    native.clone(),
+                    self.gate.clone(),
+                    self.link.clone(),
+                    self.entry.is_rooted(),
+                    self.connect_data.clone(),
+                );
+                self.state = State::Listening(Listening { native, admission });
                 Ok(())
             }
             Err((native, err)) => {
@@ -323,37 +389,29 @@ impl Socket {
         }
     }
 
-    /// Takes one pending connection if there is one now (non-blocking).
-    pub fn try_accept_native(&self) -> Result<(socket2::Socket, SocketAddr), WsaError> {
-        let State::Listening(listener) = &self.state else {
-            return Err(WsaError::Inval);
-        };
-        let (native, addr) = listener.get_ref().accept()?;
-        Ok((native, to_socket_addr(&addr)?))
+    /// The admission of a listening socket.
+    pub(crate) fn admission(&self) -> Result<&Arc<Admission>, WsaError> {
+        match &self.state {
+            State::Listening(l) => Ok(&l.admission),
+            _ => Err(WsaError::Inval),
+        }
     }
 
-    /// Waits for one connection on a listening socket.
-    pub async fn accept_wait(&self) -> Result<(socket2::Socket, SocketAddr), WsaError> {
-        let State::Listening(listener) = &self.state else {
-            return Err(WsaError::Inval);
-        };
-        let (native, addr) = listener
-            .async_io(Interest::READABLE, |l| l.accept())
-            .await?;
-        Ok((native, to_socket_addr(&addr)?))
-    }
-
-    /// Wraps an accepted native socket in a guest socket that inherits
-    /// this listener's entry, flags and blocking mode.
-    pub fn accepted(&self, native: socket2::Socket) -> Result<Socket, WsaError> {
-        native.set_nonblocking(true)?;
-        let stream = TcpStream::from_std(native.into())?;
-        Ok(Self::with_state(
+    /// Wraps an admitted connection in a guest socket that inherits this
+    /// listener's entry, flags and blocking mode.
+    pub fn accepted(&self, admitted: Admitted) -> Socket {
+        let mut socket = Self::with_state(
             self.entry,
             self.flags,
             self.nonblocking,
-            State::Connected(Arc::new(stream)),
-        ))
+            State::Connected(Arc::new(admitted.stream)),
+            self.gate.clone(),
+        );
+        if let Some(caller_data) = admitted.caller_data {
+            socket.connect_data = caller_data;
+            socket.joined = true;
+        }
+        socket
     }
 
     /// Brings a non-blocking connect up to date: connected, failed (SO_ERROR
@@ -502,6 +560,23 @@ impl Socket {
         Ok(())
     }
 
+    /// `group` with the scope id of the grant's interface (IPv6): a scope
+    /// id chosen by the guest cannot send the group's datagrams out of
+    /// another interface than the grant's.
+    pub fn pin_multicast_scope(
+        &self,
+        group: SocketAddr,
+        grant: &MulticastGrant,
+    ) -> Result<SocketAddr, WsaError> {
+        match group {
+            SocketAddr::V6(mut v6) if !matches!(grant.interface, MulticastInterface::V4(_)) => {
+                v6.set_scope_id(self.v6_interface_index(&grant.interface)?);
+                Ok(SocketAddr::V6(v6))
+            }
+            other => Ok(other),
+        }
+    }
+
     /// The index of a grant's IPv6 interface; index 0 stands for loopback.
     fn v6_interface_index(&self, interface: &MulticastInterface) -> Result<u32, WsaError> {
         let name = match interface {
@@ -614,7 +689,8 @@ impl Socket {
             native_flags |= libc::MSG_OOB;
         }
         let blocking = self.blocking();
-        let mut slices: Vec<IoSlice<'_>> = buffers.iter().map(|b| IoSlice::new(b)).collect();
+        let mut joined = Vec::new();
+        let mut slices = io_slices(buffers, &mut joined);
         let mut rest: &mut [IoSlice<'_>] = &mut slices;
         let mut sent = 0u32;
         while sent < total {
@@ -654,7 +730,8 @@ impl Socket {
         if total > self.entry.max_msg_size as usize {
             return Err(WsaError::MsgSize);
         }
-        let slices: Vec<IoSlice<'_>> = buffers.iter().map(|b| IoSlice::new(b)).collect();
+        let mut joined = Vec::new();
+        let slices = io_slices(buffers, &mut joined);
         let native_flags = libc::MSG_NOSIGNAL;
         let sent = match to {
             Some(to) => {
@@ -765,10 +842,22 @@ impl Socket {
         Ok((buf, to_socket_addr(&from)?))
     }
 
-    /// Drops the next datagram (one refused by the policy's peer filter).
-    pub fn discard_datagram(&self) {
+    /// Which senders' datagrams may reach the guest now.
+    pub fn datagram_filter(&self) -> DatagramFilter {
+        DatagramFilter::new(
+            self.gate.clone(),
+            self.peer_addr(),
+            self.membership.clone(),
+            self.bound_addr(),
+        )
+    }
+
+    /// Drops the datagrams at the head of the receive queue whose senders
+    /// the filter refuses, so that what the guest can read, count
+    /// (FIONREAD) or be told about (FD_READ) is admitted.
+    pub fn purge_refused(&self) {
         if let State::Datagram(udp) = &self.state {
-            let _ = sys::recv(&SockRef::from(udp), &mut [], libc::MSG_TRUNC);
+            purge_refused(udp, &self.datagram_filter());
         }
     }
 
@@ -837,10 +926,129 @@ impl Socket {
     }
 }
 
+/// Most buffers one system call takes (Linux's IOV_MAX).
+const IOV_MAX: usize = 1024;
+
+/// The buffers of one send as I/O slices; more than [`IOV_MAX`] are
+/// joined into `joined` first, so the kernel sees the same bytes in one
+/// slice.
+fn io_slices<'a>(buffers: &'a [Vec<u8>], joined: &'a mut Vec<u8>) -> Vec<IoSlice<'a>> {
+    if buffers.len() <= IOV_MAX {
+        return buffers.iter().map(|b| IoSlice::new(b)).collect();
+    }
+    *joined = buffers.concat();
+    vec![IoSlice::new(joined)]
+}
+
+/// Tells whether the kernel treats an address as broadcast: the limited
+/// broadcast, or a subnet-directed broadcast of any local interface (for
+/// example 127.255.255.255 on loopback). It asks the kernel itself: a UDP
+/// connect (which sends nothing) to a broadcast route without SO_BROADCAST
+/// fails with EACCES.
+#[derive(Default)]
+pub(crate) struct BroadcastProbe {
+    probe: std::sync::OnceLock<Option<socket2::Socket>>,
+}
+
+impl BroadcastProbe {
+    /// Whether `to` is a broadcast destination.
+    pub(crate) fn is_broadcast(&self, to: SocketAddr) -> bool {
+        let IpAddr::V4(v4) = crate::policy::canonical(to).ip() else {
+            return false;
+        };
+        if v4.is_broadcast() {
+            return true;
+        }
+        let probe = self.probe.get_or_init(|| {
+            let probe = socket2::Socket::new(Domain::IPV4, Type::DGRAM, None).ok()?;
+            probe.set_broadcast(false).ok()?;
+            Some(probe)
+        });
+        // Without a probe socket, nothing can be sent anyway.
+        let Some(probe) = probe else {
+            return true;
+        };
+        let target = SocketAddr::new(IpAddr::V4(v4), to.port().max(1));
+        matches!(
+            probe.connect(&target.into()),
+            Err(e) if e.raw_os_error() == Some(libc::EACCES)
+        )
+    }
+}
+
+/// Most refused datagrams dropped in one look at a socket (the work of one
+/// call stays bounded; the next look drops the next ones).
+const MAX_PURGE: usize = 256;
+
+/// Drops refused datagrams at the head of `udp`'s receive queue (at most
+/// [`MAX_PURGE`]); returns whether an admitted one is now at the head.
+pub(crate) fn purge_refused(udp: &UdpSocket, filter: &DatagramFilter) -> bool {
+    let sock = SockRef::from(udp);
+    for _ in 0..MAX_PURGE {
+        let peek = sys::recv_from(&sock, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        let Ok((_, from)) = peek else {
+            return false;
+        };
+        match from.as_socket() {
+            Some(from) if filter.admits(from) => return true,
+            _ => {
+                let _ = sys::recv(&sock, &mut [], libc::MSG_DONTWAIT | libc::MSG_TRUNC);
+            }
+        }
+    }
+    false
+}
+
+/// How often a lingering close looks whether its data has gone.
+const LINGER_POLL: Duration = Duration::from_millis(10);
+
+/// A close with SO_LINGER, done without blocking any thread: the native
+/// socket closes at once (SO_LINGER off) while a duplicate of it is held
+/// until the peer has acknowledged every byte, or until the linger time
+/// is up, when the connection is reset, as a lingering close does.
+async fn linger(duplicate: std::os::fd::OwnedFd, limit: Duration, _counted: LingerGuard) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match sys::unsent_bytes(&duplicate) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if tokio::time::Instant::now() >= deadline => {
+                let _ = SockRef::from(&duplicate).set_linger(Some(Duration::ZERO));
+                return;
+            }
+            Ok(_) => tokio::time::sleep(LINGER_POLL).await,
+        }
+    }
+}
+
+impl Socket {
+    /// Starts closing: nothing more is posted (SPEC AS-19) and a stream
+    /// with SO_LINGER set lingers in the background (never blocking the
+    /// runtime thread other guests share). Returns the lingering task, for
+    /// a blocking socket's close to wait on.
+    pub fn begin_close(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.link.close();
+        let State::Connected(stream) = &self.state else {
+            return None;
+        };
+        let sock = SockRef::from(&**stream);
+        let limit = sock.linger().ok().flatten()?;
+        let _ = sock.set_linger(None);
+        if limit.is_zero() {
+            // An abortive close does not wait: keep it.
+            let _ = sock.set_linger(Some(Duration::ZERO));
+            return None;
+        }
+        let duplicate = rustix::io::dup(&**stream).ok()?;
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(runtime.spawn(linger(duplicate, limit, self.gate.linger())))
+    }
+}
+
 impl Drop for Socket {
     /// SPEC AS-19: after the guest's own close, nothing more is posted.
     fn drop(&mut self) {
-        self.link.close();
+        // A guest that ends with lingering sockets must not block either.
+        let _ = self.begin_close();
         if let Some(watcher) = self.watcher.take() {
             watcher.abort();
         }

@@ -56,3 +56,23 @@ pub fn register_urgent(
     }
     .map_err(io::Error::from)
 }
+
+/// Bytes a stream socket has not yet had acknowledged by its peer
+/// (`SIOCOUTQ`).
+pub fn unsent_bytes(socket: &impl std::os::fd::AsFd) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one `int` through the pointer, which points
+    // to a live local `c_int`; the descriptor is borrowed for the call.
+    let rc = unsafe {
+        libc::ioctl(
+            socket.as_fd().as_raw_fd(),
+            libc::TIOCOUTQ,
+            &mut unsent as *mut libc::c_int,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u32::try_from(unsent).unwrap_or(0))
+}

@@ -118,7 +118,7 @@ impl Ipv4Embedding {
     /// addresses (they are the unspecified and loopback addresses).
     fn holds(self, ip: Ipv6Addr) -> bool {
         self.prefix().contains(&ip)
-            && !(self == Ipv4Embedding::Compatible && (ip.is_unspecified() || ip.is_loopback()))
+            && !(self == Ipv4Embedding::Compatible && UNSPECIFIED_AND_LOOPBACK.contains(&ip))
     }
 
     /// The IPv4 address embedded at this form's position in `ip` (`None`
@@ -136,6 +136,10 @@ impl fmt::Display for Ipv4Embedding {
         f.write_str(self.description())
     }
 }
+
+/// `::` and `::1`, which lie in the IPv4-compatible block but are not of
+/// that form.
+const UNSPECIFIED_AND_LOOPBACK: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 127);
 
 /// The address an IP address is checked as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -202,9 +206,8 @@ pub fn block_contains(net: &IpNet, ip: IpAddr) -> bool {
 pub fn embedded_block(net: Ipv6Net) -> Option<(Ipv4Embedding, Option<Ipv4Net>)> {
     let form = Ipv4Embedding::ALL.into_iter().find(|form| {
         form.prefix().contains(&net)
-            // `::/127` holds `::` and `::1`, which are no IPv4-compatible
-            // addresses.
-            && !(*form == Ipv4Embedding::Compatible && net.prefix_len() >= 127)
+            // `::` and `::1` (`::/127`) are no IPv4-compatible addresses.
+            && !(*form == Ipv4Embedding::Compatible && UNSPECIFIED_AND_LOOPBACK.contains(&net))
     })?;
     let v4 = form.position().offset().and_then(|offset| {
         let v4_len = net.prefix_len().saturating_sub(offset).min(32);
@@ -291,6 +294,11 @@ mod tests {
             ("::ffff:0:0/96", Ipv4Embedding::Mapped, Some("0.0.0.0/0")),
             ("::/96", Ipv4Embedding::Compatible, Some("0.0.0.0/0")),
             ("::a00:0/104", Ipv4Embedding::Compatible, Some("10.0.0.0/8")),
+            (
+                "::a00:1/128",
+                Ipv4Embedding::Compatible,
+                Some("10.0.0.1/32"),
+            ),
             (
                 "64:ff9b::/96",
                 Ipv4Embedding::Nat64WellKnown,

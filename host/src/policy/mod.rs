@@ -551,6 +551,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// Sets every quota at once.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.policy.limits = limits;
+        self
+    }
+
     /// Sets the socket quota (`WSAEMFILE` beyond it).
     pub fn max_sockets(mut self, max: u32) -> Self {
         self.policy.limits.max_sockets = max;

@@ -1,0 +1,239 @@
+//! Listener admission: the connections a listening socket offers its guest.
+//!
+//! A task per listening socket takes connections from the kernel, resets
+//! the peers the policy's `accept` grants refuse (before anything is
+//! posted: FD_ACCEPT never announces a refused peer), runs the rooted
+//! join handshake in the background for rooted listeners (a silent peer
+//! holds nobody: FD_ACCEPT comes once its caller data is in, SPEC JL-4),
+//! and keeps at most [`MAX_ADMITTED`] admitted connections ready for
+//! `wsp-accept`. The rest wait in the kernel's backlog.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::engine::EventLink;
+use super::gate::Gate;
+use super::rooted;
+use crate::error::WsaError;
+use crate::policy::NetUse;
+
+/// Most admitted connections one listener holds ready for its guest;
+/// further ones stay in the kernel's backlog.
+pub const MAX_ADMITTED: usize = 16;
+
+/// Most rooted join handshakes one listener runs at once: silent peers
+/// can hold at most these, each for at most
+/// [`rooted::HANDSHAKE_TIMEOUT`], while others still get in.
+pub const MAX_HANDSHAKES: usize = 64;
+
+/// How long the admitting task waits after a failed accept.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A connection admitted by the policy, ready for `wsp-accept`.
+pub struct Admitted {
+    /// The connected stream.
+    pub stream: TcpStream,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The caller data of a rooted join (SPEC JL-7), if the listener is
+    /// rooted.
+    pub caller_data: Option<Vec<u8>>,
+}
+
+impl Admitted {
+    /// Resets the connection (linger 0, then close): what a refused or
+    /// unwanted peer gets.
+    pub fn reset(self) {
+        reset(&self.stream);
+    }
+}
+
+fn reset(stream: &impl std::os::fd::AsFd) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+}
+
+/// The admitted connections of one listener and the task that admits them.
+pub struct Admission {
+    ready: Mutex<VecDeque<Admitted>>,
+    /// A connection became ready (one permit for a waiting accept).
+    arrived: Notify,
+    /// A ready connection was taken (room for the admitting task).
+    taken: Arc<Notify>,
+    /// The callee data a rooted listener answers joins with (SO_CONNDATA).
+    callee_data: Mutex<Vec<u8>>,
+    task: Mutex<Option<AbortHandle>>,
+}
+
+impl Admission {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Admitted>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts admitting connections of `listener` for the guest behind
+    /// `gate`; `link` is the listener's event link (woken when one is
+    /// ready); `rooted` makes each joining peer complete the rooted
+    /// handshake first, answered with `callee_data`.
+    pub fn start(
+        listener: Arc<AsyncFd<socket2::Socket>>,
+        gate: Arc<Gate>,
+        link: Arc<EventLink>,
+        rooted: bool,
+        callee_data: Vec<u8>,
+    ) -> Arc<Self> {
+        let admission = Arc::new(Self {
+            ready: Mutex::default(),
+            arrived: Notify::new(),
+            taken: Arc::new(Notify::new()),
+            callee_data: Mutex::new(callee_data),
+            task: Mutex::default(),
+        });
+        let task = tokio::spawn(admit(
+            listener,
+            gate,
+            link,
+            rooted,
+            admission.taken.clone(),
+            Arc::downgrade(&admission),
+        ));
+        *admission.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+        admission
+    }
+
+    /// Takes the oldest admitted connection, if any.
+    pub fn take(&self) -> Option<Admitted> {
+        let admitted = self.lock().pop_front();
+        if admitted.is_some() {
+            self.taken.notify_one();
+        }
+        admitted
+    }
+
+    /// Whether a connection is ready to accept (the FD_ACCEPT condition).
+    pub fn has_pending(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
+    /// Waits until a connection is ready.
+    pub async fn wait(&self) {
+        loop {
+            let arrived = self.arrived.notified();
+            if self.has_pending() {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    /// Sets the callee data answered to later joins (SO_CONNDATA).
+    pub fn set_callee_data(&self, data: Vec<u8>) {
+        *self.callee_data.lock().unwrap_or_else(|p| p.into_inner()) = data;
+    }
+
+    fn callee_data(&self) -> Vec<u8> {
+        self.callee_data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn push(&self, admitted: Admitted, link: &EventLink) {
+        self.lock().push_back(admitted);
+        self.arrived.notify_one();
+        link.update(|_| {});
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        for admitted in self
+            .ready
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            admitted.reset();
+        }
+    }
+}
+
+/// One connection from the kernel, filtered: `None` for a refused peer
+/// (reset) or a connection that could not be set up.
+fn filter(
+    native: socket2::Socket,
+    peer: socket2::SockAddr,
+    gate: &Gate,
+) -> Option<(TcpStream, SocketAddr)> {
+    let peer = peer.as_socket()?;
+    if !gate.admits(NetUse::Accept, peer) {
+        reset(&native);
+        return None;
+    }
+    native.set_nonblocking(true).ok()?;
+    let stream = TcpStream::from_std(native.into()).ok()?;
+    Some((stream, peer))
+}
+
+async fn admit(
+    listener: Arc<AsyncFd<socket2::Socket>>,
+    gate: Arc<Gate>,
+    link: Arc<EventLink>,
+    rooted: bool,
+    taken: Arc<Notify>,
+    admission: std::sync::Weak<Admission>,
+) {
+    let mut handshakes: JoinSet<Result<Admitted, WsaError>> = JoinSet::new();
+    loop {
+        let Some(this) = admission.upgrade() else {
+            return;
+        };
+        let taken = taken.notified();
+        let full = this.lock().len() >= MAX_ADMITTED || handshakes.len() >= MAX_HANDSHAKES;
+        drop(this);
+        tokio::select! {
+            () = taken, if full => {}
+            accepted = listener.async_io(Interest::READABLE, |l| l.accept()), if !full => {
+                let Ok((native, peer)) = accepted else {
+                    // Out of descriptors, or a peer gone before the
+                    // accept: try again a little later, never in a spin.
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                };
+                let Some((stream, peer)) = filter(native, peer, &gate) else { continue };
+                if rooted {
+                    let Some(this) = admission.upgrade() else { return };
+                    let callee = this.callee_data();
+                    handshakes.spawn(async move {
+                        // A peer that does not complete its handshake in
+                        // time is dropped unseen (SPEC JL-4, JL-7).
+                        let caller = rooted::respond(&stream, &callee).await?;
+                        Ok(Admitted { stream, peer, caller_data: Some(caller) })
+                    });
+                } else {
+                    let Some(this) = admission.upgrade() else { return };
+                    this.push(Admitted { stream, peer, caller_data: None }, &link);
+                }
+            }
+            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
+                if let Ok(Ok(admitted)) = done {
+                    let Some(this) = admission.upgrade() else { return };
+                    this.push(admitted, &link);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The capability gate of one guest: its policy, and what its denials
+//! leave behind — the last denial (for `last-denial`), a count per reason,
+//! and log lines rate-limited so that neither a guest in a loop nor a
+//! remote peer knocking can flood the operator's log (DESIGN §4).
+//!
+//! Shared (`Arc`) by the provider's calls and the background tasks that
+//! filter inbound peers (listener admission, datagram filters).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::socket::Membership;
+use crate::error::WsaError;
+use crate::policy::{Denial, MulticastGrant, NetUse, Policy};
+
+/// Log lines per second a guest's denials may produce (the burst is the
+/// same); lines beyond it are counted and reported with the next line.
+pub const DENIAL_LOG_RATE: u32 = 10;
+
+/// The refill period of one log line.
+const LOG_REFILL: Duration = Duration::from_millis(1000 / DENIAL_LOG_RATE as u64);
+
+/// How often each reason refused something, by reason name.
+pub type DenialCounts = BTreeMap<&'static str, u64>;
+
+#[derive(Default)]
+struct Telemetry {
+    last: Option<Denial>,
+    counts: DenialCounts,
+    log: LogBucket,
+}
+
+/// A token bucket for log lines: [`DENIAL_LOG_RATE`] a second.
+struct LogBucket {
+    tokens: u32,
+    refilled: Instant,
+    suppressed: u64,
+}
+
+impl Default for LogBucket {
+    fn default() -> Self {
+        Self {
+            tokens: DENIAL_LOG_RATE,
+            refilled: Instant::now(),
+            suppressed: 0,
+        }
+    }
+}
+
+impl LogBucket {
+    /// Whether a line may be written now; if so, how many were suppressed
+    /// since the last one written.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.refilled);
+        let earned = (elapsed.as_millis() / LOG_REFILL.as_millis()) as u64;
+        if earned > 0 {
+            let tokens = u64::from(self.tokens) + earned;
+            self.tokens = tokens.min(u64::from(DENIAL_LOG_RATE)) as u32;
+            self.refilled += LOG_REFILL * earned.min(u64::from(u32::MAX)) as u32;
+        }
+        if self.tokens == 0 {
+            self.suppressed += 1;
+            return None;
+        }
+        self.tokens -= 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Where a denial happened: a guest's call (which also becomes its
+/// `last-denial`) or an inbound filter the guest never hears about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeniedBy {
+    /// A call of the guest: `WSAEACCES` and `last-denial`.
+    Call,
+    /// A remote peer refused by an inbound filter (accept, recv-from).
+    Inbound,
+}
+
+/// The policy of one guest and its denial telemetry.
+pub struct Gate {
+    policy: Arc<Policy>,
+    label: Arc<str>,
+    telemetry: Mutex<Telemetry>,
+    /// Closed sockets still lingering (SO_LINGER): they hold a native
+    /// socket, so they count against the socket quota until done.
+    lingering: AtomicU32,
+}
+
+impl Gate {
+    /// The gate of the guest named `label` (in log lines) under `policy`.
+    pub fn new(policy: Arc<Policy>, label: Arc<str>) -> Arc<Self> {
+        Arc::new(Self {
+            policy,
+            label,
+            telemetry: Mutex::default(),
+            lingering: AtomicU32::new(0),
+        })
+    }
+
+    /// Closed sockets still lingering.
+    pub fn lingering(&self) -> u32 {
+        self.lingering.load(Ordering::Relaxed)
+    }
+
+    /// Counts one lingering close until the returned guard is dropped.
+    pub fn linger(self: &Arc<Self>) -> LingerGuard {
+        self.lingering.fetch_add(1, Ordering::Relaxed);
+        LingerGuard(self.clone())
+    }
+
+    fn telemetry(&self) -> MutexGuard<'_, Telemetry> {
+        self.telemetry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The guest's name in log lines.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Records `denial`: counted under its reason, logged within the rate,
+    /// and (for a call) kept as the last denial. Returns `WSAEACCES`.
+    pub fn deny(&self, denial: Denial, by: DeniedBy) -> WsaError {
+        let mut telemetry = self.telemetry();
+        *telemetry.counts.entry(denial.reason().name()).or_default() += 1;
+        if let Some(suppressed) = telemetry.log.admit(Instant::now()) {
+            let peer = if by == DeniedBy::Inbound {
+                " (inbound peer)"
+            } else {
+                ""
+            };
+            if suppressed > 0 {
+                tracing::warn!(
+                    guest = %self.label,
+                    "denied{peer}: {denial} ({suppressed} more denials not logged)"
+                );
+            } else {
+                tracing::warn!(guest = %self.label, "denied{peer}: {denial}");
+            }
+        }
+        if by == DeniedBy::Call {
+            telemetry.last = Some(denial);
+        }
+        WsaError::Acces
+    }
+
+    /// Checks `net_use` of `addr` for a call of the guest.
+    pub fn check(&self, net_use: NetUse, addr: SocketAddr) -> Result<(), WsaError> {
+        self.policy
+            .check(net_use, addr)
+            .map_err(|denial| self.deny(denial, DeniedBy::Call))
+    }
+
+    /// Whether an inbound peer passes the `net_use` filter (accept,
+    /// recv-from); a refusal is counted and logged, never shown to the
+    /// guest.
+    pub fn admits(&self, net_use: NetUse, peer: SocketAddr) -> bool {
+        match self.policy.check(net_use, peer) {
+            Ok(()) => true,
+            Err(denial) => {
+                self.deny(denial, DeniedBy::Inbound);
+                false
+            }
+        }
+    }
+
+    /// The multicast grant covering `group`, for a call of the guest.
+    pub fn check_multicast(&self, group: SocketAddr) -> Result<MulticastGrant, WsaError> {
+        match self.policy.check_multicast(group) {
+            Ok(grant) => Ok(grant.clone()),
+            Err(denial) => Err(self.deny(denial, DeniedBy::Call)),
+        }
+    }
+
+    /// The most recent denial of a call.
+    pub fn last_denial(&self) -> Option<Denial> {
+        self.telemetry().last.clone()
+    }
+
+    /// Denials so far, by reason.
+    pub fn denial_counts(&self) -> DenialCounts {
+        self.telemetry().counts.clone()
+    }
+}
+
+/// A lingering close, counted by its gate while alive.
+pub struct LingerGuard(Arc<Gate>);
+
+impl Drop for LingerGuard {
+    fn drop(&mut self) {
+        self.0.lingering.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Which senders' datagrams may reach a datagram socket: the connected
+/// peer, the senders a multicast membership admits, and the peers of the
+/// `recv-from` grants. Every inbound path (receive calls, FIONREAD, the
+/// FD_READ condition) goes through it, so a refused datagram is dropped
+/// before the guest can see or count it.
+#[derive(Clone)]
+pub struct DatagramFilter {
+    gate: Arc<Gate>,
+    connected: Option<SocketAddr>,
+    membership: Option<Membership>,
+    /// Bound to the group's own address: the kernel delivers only the
+    /// group's datagrams to it, never unicast.
+    bound_to_group: bool,
+}
+
+impl DatagramFilter {
+    /// The filter of a socket connected to `connected` (if any), member
+    /// of a session (if any), bound to `local` (if bound).
+    pub fn new(
+        gate: Arc<Gate>,
+        connected: Option<SocketAddr>,
+        membership: Option<Membership>,
+        local: Option<SocketAddr>,
+    ) -> Self {
+        let bound_to_group = matches!((&membership, local), (Some(m), Some(l)) if m.group == l);
+        Self {
+            gate,
+            connected,
+            membership,
+            bound_to_group,
+        }
+    }
+
+    /// Whether a datagram from `from` may reach the guest (a refusal is
+    /// counted and logged as an inbound denial).
+    pub fn admits(&self, from: SocketAddr) -> bool {
+        if let Some(m) = &self.membership {
+            if !m.admits(&from) {
+                return false;
+            }
+            if self.bound_to_group {
+                return true;
+            }
+        }
+        self.connected == Some(from) || self.gate.admits(NetUse::RecvFrom, from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_rate_limited_and_report_what_was_suppressed() {
+        let mut bucket = LogBucket::default();
+        let start = bucket.refilled;
+        for _ in 0..DENIAL_LOG_RATE {
+            assert_eq!(bucket.admit(start), Some(0));
+        }
+        for _ in 0..1000 {
+            assert_eq!(bucket.admit(start), None);
+        }
+        // One refill period later, one line, carrying the count.
+        assert_eq!(bucket.admit(start + LOG_REFILL), Some(1000));
+        assert_eq!(bucket.admit(start + LOG_REFILL), None);
+        // A long quiet time refills to the burst, no more.
+        let later = start + Duration::from_secs(3600);
+        for _ in 0..DENIAL_LOG_RATE {
+            assert!(bucket.admit(later).is_some());
+        }
+        assert_eq!(bucket.admit(later), None);
+    }
+
+    #[test]
+    fn denials_are_counted_by_reason_and_only_calls_set_the_last_denial() {
+        let gate = Gate::new(Arc::new(Policy::deny_all()), "test".into());
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..3 {
+            assert!(!gate.admits(NetUse::Accept, peer));
+        }
+        assert_eq!(gate.last_denial(), None);
+        assert_eq!(gate.check(NetUse::Connect, peer), Err(WsaError::Acces));
+        let counts = gate.denial_counts();
+        assert_eq!(counts.get("address:accept"), Some(&3));
+        assert_eq!(counts.get("address:connect"), Some(&1));
+        assert_eq!(
+            gate.last_denial().unwrap().to_string(),
+            "no `connect` grant covers 127.0.0.1:9"
+        );
+    }
+}
