@@ -511,6 +511,9 @@ fn attack_peer_connecting_to_a_guest_at_its_quota_is_reset_not_reannounced() {
         "accept s0",
         "get q0 300",
         "echo done",
+        // Alive past the peer's deadline: a reset can only come from the
+        // host, not from the guest's end.
+        "get q0 120000",
     ];
     let out = spawn_guest("probe", "quota-guest", &toml, &script);
     let listener = printed_addr(&wait_for_line(&out, "ok 127.0.0.1:"));
