@@ -9,6 +9,8 @@
 
 pub mod address;
 mod file;
+#[cfg(test)]
+mod matrix_tests;
 
 use std::collections::BTreeSet;
 use std::fmt;
