@@ -253,7 +253,7 @@ fn se_6_broadcast_without_so_broadcast_is_wsaeacces() {
             "*",
             "*",
             "err WSAEACCES",
-            "ok none",
+            "ok SO_BROADCAST is not set for broadcast address 255.255.255.255:9",
             "ok",
             "err WSAEACCES",
             "ok no `broadcast` grant covers 255.255.255.255:9",

@@ -2,9 +2,10 @@
 //!
 //! A task per listening socket takes connections from the kernel, resets
 //! the peers the policy's `accept` grants refuse (before anything is
-//! posted: FD_ACCEPT never announces a refused peer), runs the rooted
-//! join handshake in the background for rooted listeners (a silent peer
-//! holds nobody: FD_ACCEPT comes once its caller data is in, SPEC JL-4),
+//! posted: FD_ACCEPT never announces a refused peer), receives the caller
+//! data of rooted joins in the background (a silent peer holds nobody:
+//! FD_ACCEPT comes once its caller data is in, SPEC JL-4; the callee data
+//! answers it when the guest accepts),
 //! and keeps at most [`MAX_ADMITTED`] admitted connections ready for
 //! `wsp-accept`. The rest wait in the kernel's backlog.
 
@@ -61,6 +62,9 @@ fn reset(stream: &impl std::os::fd::AsFd) {
 
 /// The admitted connections of one listener and the task that admits them.
 pub struct Admission {
+    listener: Arc<AsyncFd<socket2::Socket>>,
+    gate: Arc<Gate>,
+    rooted: bool,
     ready: Mutex<VecDeque<Admitted>>,
     /// A connection became ready (one permit for a waiting accept).
     arrived: Notify,
@@ -88,6 +92,9 @@ impl Admission {
         callee_data: Vec<u8>,
     ) -> Arc<Self> {
         let admission = Arc::new(Self {
+            listener: listener.clone(),
+            gate: gate.clone(),
+            rooted,
             ready: Mutex::default(),
             arrived: Notify::new(),
             taken: Arc::new(Notify::new()),
@@ -106,13 +113,40 @@ impl Admission {
         admission
     }
 
-    /// Takes the oldest admitted connection, if any.
+    /// Takes the oldest admitted connection, if any. A rooted joiner gets
+    /// the callee data now, completing its join (SPEC JL-4, JL-7); one
+    /// that cannot take it is reset and the next one is taken.
     pub fn take(&self) -> Option<Admitted> {
-        let admitted = self.lock().pop_front();
-        if admitted.is_some() {
+        loop {
+            let admitted = self.lock().pop_front()?;
             self.taken.notify_one();
+            if admitted.caller_data.is_none()
+                || rooted::answer(&admitted.stream, &self.callee_data()).is_ok()
+            {
+                return Some(admitted);
+            }
+            admitted.reset();
         }
-        admitted
+    }
+
+    /// A connection the kernel has right now, admitted on the spot (so a
+    /// non-blocking accept right after a peer's connect finds it, as with
+    /// Winsock); `None` when there is none, or for a rooted listener, whose
+    /// joiners are admitted in the background once their handshake is in.
+    pub fn admit_now(&self) -> Option<Admitted> {
+        if self.rooted {
+            return None;
+        }
+        loop {
+            let (native, peer) = self.listener.get_ref().accept().ok()?;
+            if let Some((stream, peer)) = filter(native, peer, &self.gate) {
+                return Some(Admitted {
+                    stream,
+                    peer,
+                    caller_data: None,
+                });
+            }
+        }
     }
 
     /// Whether a connection is ready to accept (the FD_ACCEPT condition).
@@ -215,12 +249,10 @@ async fn admit(
                 };
                 let Some((stream, peer)) = filter(native, peer, &gate) else { continue };
                 if rooted {
-                    let Some(this) = admission.upgrade() else { return };
-                    let callee = this.callee_data();
                     handshakes.spawn(async move {
-                        // A peer that does not complete its handshake in
+                        // A peer that does not send its caller data in
                         // time is dropped unseen (SPEC JL-4, JL-7).
-                        let caller = rooted::respond(&stream, &callee).await?;
+                        let caller = rooted::receive_caller(&stream).await?;
                         Ok(Admitted { stream, peer, caller_data: Some(caller) })
                     });
                 } else {

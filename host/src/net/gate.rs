@@ -70,11 +70,12 @@ impl LogBucket {
     }
 }
 
-/// Where a denial happened: a guest's call (which also becomes its
-/// `last-denial`) or an inbound filter the guest never hears about.
+/// Where a denial happened: a guest's call (`WSAEACCES`) or an inbound
+/// filter (the peer is refused unseen). Either becomes the guest's
+/// `last-denial`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeniedBy {
-    /// A call of the guest: `WSAEACCES` and `last-denial`.
+    /// A call of the guest: `WSAEACCES`.
     Call,
     /// A remote peer refused by an inbound filter (accept, recv-from).
     Inbound,
@@ -129,7 +130,7 @@ impl Gate {
     }
 
     /// Records `denial`: counted under its reason, logged within the rate,
-    /// and (for a call) kept as the last denial. Returns `WSAEACCES`.
+    /// and kept as the last denial. Returns `WSAEACCES`.
     pub fn deny(&self, denial: Denial, by: DeniedBy) -> WsaError {
         let mut telemetry = self.telemetry();
         *telemetry.counts.entry(denial.reason().name()).or_default() += 1;
@@ -142,15 +143,13 @@ impl Gate {
             if suppressed > 0 {
                 tracing::warn!(
                     guest = %self.label,
-                    "denied{peer}: {denial} ({suppressed} more denials not logged)"
+                    "denied: {denial}{peer} ({suppressed} more denials not logged)"
                 );
             } else {
-                tracing::warn!(guest = %self.label, "denied{peer}: {denial}");
+                tracing::warn!(guest = %self.label, "denied: {denial}{peer}");
             }
         }
-        if by == DeniedBy::Call {
-            telemetry.last = Some(denial);
-        }
+        telemetry.last = Some(denial);
         WsaError::Acces
     }
 
@@ -276,13 +275,16 @@ mod tests {
     }
 
     #[test]
-    fn denials_are_counted_by_reason_and_only_calls_set_the_last_denial() {
+    fn denials_are_counted_by_reason_and_the_last_one_is_kept() {
         let gate = Gate::new(Arc::new(Policy::deny_all()), "test".into());
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         for _ in 0..3 {
             assert!(!gate.admits(NetUse::Accept, peer));
         }
-        assert_eq!(gate.last_denial(), None);
+        assert_eq!(
+            gate.last_denial().unwrap().to_string(),
+            "no `accept` grant covers 127.0.0.1:9"
+        );
         assert_eq!(gate.check(NetUse::Connect, peer), Err(WsaError::Acces));
         let counts = gate.denial_counts();
         assert_eq!(counts.get("address:accept"), Some(&3));

@@ -15,7 +15,9 @@ use super::rooted::{self, JoinCell, Rooted};
 use super::select::{FdEvents, Reenable, SelectState};
 use super::socket::{BroadcastProbe, Membership, MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
-use crate::policy::{Denial, MulticastGrant, MulticastInterface, NetUse, Policy, canonical};
+use crate::policy::{
+    Denial, Destination, MulticastGrant, MulticastInterface, NetUse, Policy, canonical,
+};
 
 /// Direction of `WSPShutdown`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,18 +248,22 @@ impl Guard {
         to: SocketAddr,
         net_use: NetUse,
     ) -> Result<SocketAddr, WsaError> {
-        if canonical(to).ip().is_multicast() {
-            let grant = self.check_multicast(to)?;
-            self.implicit_bind(sock)?;
-            sock.prepare_multicast(&grant)?;
-            return sock.pin_multicast_scope(to, &grant);
-        }
         if sock.entry.kind == SocketKind::Datagram {
             self.check_broadcast(sock, to)?;
         }
-        self.check(net_use, to)?;
+        let grant = match self.gate.policy().check_destination(net_use, to) {
+            Ok(Destination::Unicast) => None,
+            Ok(Destination::Multicast(grant)) => Some(grant.clone()),
+            Err(denial) => return Err(self.deny(denial)),
+        };
         self.implicit_bind(sock)?;
-        Ok(to)
+        match grant {
+            Some(grant) => {
+                sock.prepare_multicast(&grant)?;
+                sock.pin_multicast_scope(to, &grant)
+            }
+            None => Ok(to),
+        }
     }
 }
 
@@ -404,7 +410,7 @@ impl Provider {
                 return Err(WsaError::Mfile);
             }
             loop {
-                if let Some(admitted) = admission.take() {
+                if let Some(admitted) = admission.take().or_else(|| admission.admit_now()) {
                     return Ok(admitted);
                 }
                 if !listener.blocking() {

@@ -91,12 +91,17 @@ async fn read_exact(stream: &TcpStream, buf: &mut [u8]) -> Result<(), WsaError> 
     Ok(())
 }
 
-/// Sends one block of connect data.
-async fn send_block(stream: &TcpStream, data: &[u8]) -> Result<(), WsaError> {
+/// One block of connect data: its 16-bit big-endian length and the bytes.
+fn connect_data_block(data: &[u8]) -> Result<Vec<u8>, WsaError> {
     let len = u16::try_from(data.len()).map_err(|_| WsaError::Fault)?;
     let mut block = len.to_be_bytes().to_vec();
     block.extend_from_slice(data);
-    write_all(stream, &block).await
+    Ok(block)
+}
+
+/// Sends one block of connect data.
+async fn send_block(stream: &TcpStream, data: &[u8]) -> Result<(), WsaError> {
+    write_all(stream, &connect_data_block(data)?).await
 }
 
 /// Receives one block of connect data (at most [`MAX_CONNECT_DATA`]).
@@ -151,15 +156,24 @@ pub async fn initiate(
     }
 }
 
-/// The responder's side, run by accept: receives the caller data and
-/// answers with `callee_data`. Returns the caller data.
-pub async fn respond(stream: &TcpStream, callee_data: &[u8]) -> Result<Vec<u8>, WsaError> {
-    let handshake = async {
-        let caller = receive_block(stream).await?;
-        send_block(stream, callee_data).await?;
-        Ok(caller)
-    };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+/// The responder's first half, run in the background by the listener's
+/// admission: receives the joining peer's caller data (within
+/// [`HANDSHAKE_TIMEOUT`]). The join stays outstanding until the guest
+/// accepts it and [`answer`] sends the callee data.
+pub async fn receive_caller(stream: &TcpStream) -> Result<Vec<u8>, WsaError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, receive_block(stream))
         .await
         .unwrap_or(Err(WsaError::TimedOut))
+}
+
+/// The responder's second half, run by accept: answers with
+/// `callee_data` without waiting (a fresh connection has room for it);
+/// a connection that cannot take it whole is not usable.
+pub fn answer(stream: &TcpStream, callee_data: &[u8]) -> Result<(), WsaError> {
+    let block = connect_data_block(callee_data)?;
+    match stream.try_write(&block) {
+        Ok(n) if n == block.len() => Ok(()),
+        Ok(_) => Err(WsaError::ConnAborted),
+        Err(e) => Err(e.into()),
+    }
 }

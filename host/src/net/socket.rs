@@ -73,7 +73,7 @@ impl Membership {
         self.receives
             && self
                 .source
-                .is_none_or(|s| s.contains(&crate::policy::canonical(*from).ip()))
+                .is_none_or(|s| crate::policy::address::block_contains(&s, from.ip()))
     }
 }
 
