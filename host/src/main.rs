@@ -1,17 +1,40 @@
 //! The `wasp` command line: runs a network plugin under a policy file.
 //!
 //! ```text
-//! wasp run PLUGIN.wasm --policy POLICY.toml [-- ARGS...]
+//! wasp run PLUGIN.wasm --policy POLICY.toml [LIMITS] [-- ARGS...]
 //! ```
+//!
+//! Exit status: the plugin's own when it ends by itself (0 for success);
+//! otherwise wasp's, with one line on stderr saying why:
+//!
+//! | status | meaning |
+//! | --- | --- |
+//! | 2 | usage error, invalid policy, or a plugin that cannot be loaded or instantiated |
+//! | 3 | the plugin trapped |
+//! | 4 | the plugin went over its memory limit |
+//! | 5 | the plugin went over its CPU time limit |
+//! | 6 | the plugin went over its wall-clock time limit |
+//! | 7 | the plugin went over its CPU share limit |
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasp_host::Policy;
-use wasp_host::run::{GuestOptions, PluginHost};
+use wasp_host::run::{GuestOptions, GuestStopped, InstantiationFailed, PluginHost};
+
+/// How `wasp run` ends, for `--help`.
+const EXIT_STATUS_HELP: &str = "\
+Exit status: the plugin's own when it ends by itself (0 for success); otherwise:
+  2  usage error, invalid policy, or a plugin that cannot be loaded
+  3  the plugin trapped
+  4  memory limit (--memory-mib) exceeded
+  5  CPU time limit exceeded
+  6  wall-clock time limit exceeded
+  7  CPU share limit exceeded";
 
 /// wasp: run untrusted WebAssembly network plugins behind a Winsock-style
 /// socket provider and a deny-by-default capability policy.
@@ -25,19 +48,58 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a plugin (a WASI command component) under a policy.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Run {
         /// The plugin's `.wasm` component.
         plugin: PathBuf,
         /// The policy file (TOML) granting the plugin its network access.
         #[arg(long)]
         policy: PathBuf,
-        /// Memory ceiling of the plugin, in MiB.
+        /// Memory ceiling of the plugin, in MiB: all its linear memories
+        /// and tables together.
         #[arg(long, default_value_t = 64)]
         memory_mib: usize,
+        /// CPU time the plugin may use in all, in seconds (overrides the
+        /// policy's `max-cpu-seconds`).
+        #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+        max_cpu_seconds: Option<Duration>,
+        /// Wall-clock time the plugin may run, in seconds (overrides the
+        /// policy's `max-wall-seconds`).
+        #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+        max_wall_seconds: Option<Duration>,
+        /// Share of one core the plugin may use over 10 s, in percent
+        /// (overrides the policy's `max-cpu-share`).
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+        max_cpu_share: Option<u8>,
         /// Arguments passed to the plugin.
         #[arg(last = true)]
         args: Vec<String>,
     },
+}
+
+/// The limits given on the command line, each overriding the policy's.
+struct LimitFlags {
+    memory_mib: usize,
+    cpu_time: Option<Duration>,
+    wall_time: Option<Duration>,
+    cpu_share: Option<u8>,
+}
+
+/// A number of seconds greater than zero.
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err("expected a number of seconds greater than 0".into()),
+    }
+}
+
+/// How a run failed: before the plugin ran, or while it ran.
+enum Failure {
+    /// Usage, policy, load or instantiation error (status 2).
+    Setup(anyhow::Error),
+    /// The plugin trapped or was stopped at a limit.
+    Run(wasmtime::Error),
 }
 
 fn main() -> ExitCode {
@@ -54,48 +116,93 @@ fn main() -> ExitCode {
             plugin,
             policy,
             memory_mib,
+            max_cpu_seconds,
+            max_wall_seconds,
+            max_cpu_share,
             args,
-        } => match run(plugin, policy, memory_mib, args) {
-            Ok(0) => ExitCode::SUCCESS,
-            Ok(status) => {
-                eprintln!("wasp: plugin exited with status {status}");
-                ExitCode::from(u8::try_from(status).unwrap_or(1).max(1))
+        } => {
+            let flags = LimitFlags {
+                memory_mib,
+                cpu_time: max_cpu_seconds,
+                wall_time: max_wall_seconds,
+                cpu_share: max_cpu_share,
+            };
+            match run(plugin, policy, flags, args) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("wasp: plugin exited with status {status}");
+                    ExitCode::from(u8::try_from(status).unwrap_or(1).max(1))
+                }
+                Err(Failure::Setup(err)) => {
+                    eprintln!("wasp: error: {err:#}");
+                    ExitCode::from(2)
+                }
+                Err(Failure::Run(err)) => report_stop(&err),
             }
-            Err(err) => {
-                eprintln!("wasp: error: {err:#}");
-                ExitCode::from(2)
-            }
-        },
+        }
     }
+}
+
+/// Prints one line saying why the plugin ended and returns the status that
+/// says it (see [`EXIT_STATUS_HELP`]).
+fn report_stop(err: &wasmtime::Error) -> ExitCode {
+    tracing::debug!("the plugin ended with {err:?}");
+    if let Some(stop) = err.downcast_ref::<GuestStopped>() {
+        eprintln!("wasp: plugin stopped: {stop}");
+        return ExitCode::from(match stop {
+            GuestStopped::Memory(_) => 4,
+            GuestStopped::CpuTime(_) => 5,
+            GuestStopped::WallTime(_) => 6,
+            GuestStopped::CpuShare(_) => 7,
+        });
+    }
+    if err.downcast_ref::<InstantiationFailed>().is_some() {
+        eprintln!(
+            "wasp: error: cannot instantiate the plugin: {}",
+            err.root_cause()
+        );
+        return ExitCode::from(2);
+    }
+    eprintln!("wasp: plugin trapped: {}", err.root_cause());
+    ExitCode::from(3)
 }
 
 fn run(
     plugin: PathBuf,
     policy: PathBuf,
-    memory_mib: usize,
+    flags: LimitFlags,
     args: Vec<String>,
-) -> anyhow::Result<i32> {
-    let policy = Arc::new(Policy::from_file(&policy)?);
+) -> Result<i32, Failure> {
+    let policy = Arc::new(Policy::from_file(&policy).map_err(|e| Failure::Setup(e.into()))?);
     // One plugin, one thread: the guest and the engine tasks that post its
     // messages share it, so delivering an event wakes no other thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    let host = PluginHost::new().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        .context("starting the async runtime")
+        .map_err(Failure::Setup)?;
+    let host = PluginHost::new()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .map_err(Failure::Setup)?;
     let component = host
         .load(&plugin)
         .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("cannot load plugin {}", plugin.display()))?;
+        .with_context(|| format!("cannot load plugin {}", plugin.display()))
+        .map_err(Failure::Setup)?;
     let name = plugin
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
     let mut options = GuestOptions::new(name, policy);
     options.args = args;
-    options.memory_limit = memory_mib << 20;
-    runtime
-        .block_on(host.run(&component, options))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .context("plugin trapped")
+    options.memory_limit = flags.memory_mib.saturating_mul(1 << 20);
+    let limits = &mut options.time_limits;
+    limits.cpu_time = flags.cpu_time.or(limits.cpu_time);
+    limits.wall_time = flags.wall_time.or(limits.wall_time);
+    limits.cpu_share = flags.cpu_share.or(limits.cpu_share);
+    let result = runtime.block_on(host.run(&component, options));
+    // A write to a stalled stdout may still hold a blocking thread: do not
+    // wait for it past a moment.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result.map_err(Failure::Run)
 }

@@ -4,31 +4,213 @@
 //! A plugin is a WASI command component (it exports `wasi:cli/run`). Its
 //! WASI context has no network (`wasi:sockets` denies every address): the
 //! network is reachable only through `wasp:spi` and its policy.
+//!
+//! Limits (DESIGN §4): one byte budget for all of a guest's linear
+//! memories and table elements, counts of its instances, memories and
+//! tables, and optional CPU-time, wall-clock and CPU-share limits. A guest
+//! over one is stopped alone, with [`GuestStopped`] as the error's root
+//! cause. A guest that computes without calling the host yields to the
+//! runtime every [`EPOCH_TICK`], and the runtime polls its I/O before the
+//! guest runs again, so guests sharing a thread stay served; its stdio never
+//! blocks the runtime thread either.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::policy::{CPU_SHARE_WINDOW, Limits};
 use crate::{Policy, WaspCtx, WaspCtxView, WaspView};
 
-/// Default memory ceiling of one guest (linear memories and tables).
+/// Default memory ceiling of one guest: all its linear memories and table
+/// elements together.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+/// Most core instances one guest may create (a Rust plugin has a handful;
+/// toolchains that link many libraries have dozens).
+pub const MAX_INSTANCES: usize = 256;
+/// Most linear memories one guest may create: even an empty one reserves
+/// gigabytes of address space.
+pub const MAX_MEMORIES: usize = 16;
+/// Most tables one guest may create.
+pub const MAX_TABLES: usize = 64;
+/// What one table element costs the host (Wasmtime stores a pointer).
+const TABLE_ELEMENT_BYTES: usize = size_of::<usize>();
+/// Bytes of a guest's stdout or stderr that may wait for the host's own
+/// stream; past them the guest waits (it alone).
+const STDIO_BUFFER: usize = 64 << 10;
+/// The slots of the CPU-share window: CPU time is kept per slot, and the
+/// oldest slot leaves the window whole.
+const CPU_SHARE_SLOTS: u32 = 20;
 /// How often the epoch ticks: a guest that computes without calling the
-/// host yields to the runtime at least this often.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// host yields to the runtime at least this often. An echo round trip to a
+/// guest beside a spinning one on the same thread waits about three slices
+/// (driver, engine task, guest): 28 ms at a 10 ms tick, 6 ms at 2 ms.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// A guest's limits of CPU and wall-clock time ([`GuestOptions::time_limits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeLimits {
+    /// Total CPU time: the time spent running the guest (its code and the
+    /// host calls it makes), summed over its life.
+    pub cpu_time: Option<Duration>,
+    /// Wall-clock time from the start of the run.
+    pub wall_time: Option<Duration>,
+    /// Share of one core in percent (1..=100), measured over the last
+    /// [`CPU_SHARE_WINDOW`].
+    pub cpu_share: Option<u8>,
+}
+
+impl From<&Limits> for TimeLimits {
+    fn from(limits: &Limits) -> Self {
+        Self {
+            cpu_time: limits.max_cpu_time,
+            wall_time: limits.max_wall_time,
+            cpu_share: limits.max_cpu_share,
+        }
+    }
+}
+
+/// Why the host stopped a guest: the limit it went over. It is the root
+/// cause of [`PluginHost::run`]'s error (find it with `downcast_ref`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GuestStopped {
+    /// Its linear memories, tables and instances together outgrew the
+    /// memory limit (bytes).
+    #[error("guest memory limit of {} exceeded", Bytes(*.0))]
+    Memory(usize),
+    /// It used more CPU time than [`TimeLimits::cpu_time`].
+    #[error("guest CPU time limit of {0:?} exceeded")]
+    CpuTime(Duration),
+    /// It ran longer than [`TimeLimits::wall_time`].
+    #[error("guest wall-clock time limit of {0:?} exceeded")]
+    WallTime(Duration),
+    /// It used more than [`TimeLimits::cpu_share`] percent of a core over
+    /// [`CPU_SHARE_WINDOW`].
+    #[error("guest CPU share limit of {0} % over {CPU_SHARE_WINDOW:?} exceeded")]
+    CpuShare(u8),
+}
+
+/// A byte count in MiB when it is a whole number of them.
+struct Bytes(usize);
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_multiple_of(1 << 20) {
+            write!(f, "{} MiB", self.0 >> 20)
+        } else {
+            write!(f, "{} bytes", self.0)
+        }
+    }
+}
 
 /// The store data of one plugin: WASI, wasp and the limits.
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     wasp: WaspCtx,
-    limits: StoreLimits,
+    memory: MemoryBudget,
+}
+
+/// One byte budget for everything a guest can multiply: its linear
+/// memories and its table elements, summed over every instance of its
+/// store (memories and tables only grow until the store is dropped), plus
+/// the counts of instances, memories and tables. Going over the budget is a
+/// trap of the guest ([`GuestStopped::Memory`]), never a host allocation.
+struct MemoryBudget {
+    limit: usize,
+    used: usize,
+    /// The last growth granted, returned if it then fails.
+    granted: usize,
+}
+
+impl MemoryBudget {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: 0,
+            granted: 0,
+        }
+    }
+
+    /// Grants a growth from `current` to `desired` bytes within the budget.
+    /// Growing past the memory's or table's own `maximum` is refused as
+    /// WebAssembly says (`memory.grow` returns -1); past the budget, the
+    /// guest traps.
+    fn grow(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let growth = desired.saturating_sub(current);
+        match self.used.checked_add(growth) {
+            Some(used) if used <= self.limit => {
+                self.used = used;
+                self.granted = growth;
+                Ok(true)
+            }
+            _ => Err(GuestStopped::Memory(self.limit).into()),
+        }
+    }
+
+    fn grow_failed(&mut self) -> wasmtime::Result<()> {
+        self.used -= std::mem::take(&mut self.granted);
+        Ok(())
+    }
+}
+
+impl ResourceLimiter for MemoryBudget {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed()
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let bytes = |elements: usize| elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(bytes(current), bytes(desired), maximum.map(bytes))
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed()
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
 }
 
 impl WasiView for GuestState {
@@ -52,7 +234,9 @@ impl WaspView for GuestState {
 /// Where a plugin's standard output and error go.
 #[derive(Clone, Default)]
 pub enum Stdio {
-    /// The host process's own.
+    /// The host process's own (standard input too). Writes go through a
+    /// buffer and the runtime's blocking pool: a stdout that nobody reads
+    /// stalls the writing guest alone, never the runtime thread.
     #[default]
     Inherit,
     /// In-memory pipes the caller reads afterwards.
@@ -73,10 +257,15 @@ pub struct GuestOptions {
     pub name: String,
     /// Its arguments after `argv[0]`.
     pub args: Vec<String>,
-    /// Memory ceiling in bytes; growing beyond it fails inside the guest.
+    /// Memory ceiling in bytes, for all its linear memories and table
+    /// elements together; growing beyond it stops the guest
+    /// ([`GuestStopped::Memory`]).
     pub memory_limit: usize,
     /// Standard output and error.
     pub stdio: Stdio,
+    /// CPU and wall-clock limits; [`GuestOptions::new`] takes them from the
+    /// policy's [`Limits`].
+    pub time_limits: TimeLimits,
 }
 
 impl GuestOptions {
@@ -84,11 +273,12 @@ impl GuestOptions {
     /// the default memory limit and inherited stdio.
     pub fn new(name: impl Into<String>, policy: Arc<Policy>) -> Self {
         Self {
-            policy,
             name: name.into(),
             args: Vec::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             stdio: Stdio::Inherit,
+            time_limits: TimeLimits::from(policy.limits()),
+            policy,
         }
     }
 }
@@ -124,12 +314,14 @@ impl PluginHost {
     }
 
     /// Runs `component` as a WASI command to its end and returns its exit
-    /// status (0 for success). A trap is an `Err`.
+    /// status (0 for success). A trap is an `Err`; so is a guest stopped at
+    /// one of its limits, with [`GuestStopped`] as the root cause.
     ///
     /// Poll this future on a runtime worker (spawn it, or use a
     /// current-thread runtime): the socket engine's tasks run on the
     /// runtime's workers, and a guest polled elsewhere (a multi-thread
-    /// runtime's `block_on`) pays a thread wake-up for every event.
+    /// runtime's `block_on`) pays a thread wake-up for every event. The
+    /// runtime needs its time driver (`enable_time`).
     pub async fn run(&self, component: &Component, options: GuestOptions) -> wasmtime::Result<i32> {
         let mut wasi = WasiCtxBuilder::new();
         let mut argv = vec![options.name.clone()];
@@ -137,7 +329,15 @@ impl PluginHost {
         wasi.args(&argv).allow_tcp(false).allow_udp(false);
         match &options.stdio {
             Stdio::Inherit => {
-                wasi.inherit_stdio();
+                wasi.inherit_stdin()
+                    .stdout(AsyncStdoutStream::new(
+                        STDIO_BUFFER,
+                        wasmtime_wasi::cli::stdout(),
+                    ))
+                    .stderr(AsyncStdoutStream::new(
+                        STDIO_BUFFER,
+                        wasmtime_wasi::cli::stderr(),
+                    ));
             }
             Stdio::Capture { stdout, stderr } => {
                 wasi.stdout(stdout.clone()).stderr(stderr.clone());
@@ -147,15 +347,27 @@ impl PluginHost {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             wasp: WaspCtx::new(options.policy.clone(), options.name.as_str()),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(options.memory_limit)
-                .build(),
+            memory: MemoryBudget::new(options.memory_limit),
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_async_yield_and_update(1);
-        let command = Command::instantiate_async(&mut store, component, &self.linker).await?;
-        match command.wasi_cli_run().call_run(&mut store).await {
+        store.limiter(|s| &mut s.memory);
+        // Every tick, yield through the runtime: tokio's `yield_now` wakes
+        // the guest only after the runtime has polled its I/O driver, so
+        // the neighbours' sockets are served between two slices.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
+        let guest = async move {
+            let command = Command::instantiate_async(&mut store, component, &self.linker)
+                .await
+                .map_err(|e| e.context(InstantiationFailed))?;
+            command.wasi_cli_run().call_run(&mut store).await
+        };
+        match Supervised::new(guest, options.time_limits).await {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
             Err(e) => match e.downcast_ref::<I32Exit>() {
@@ -163,6 +375,112 @@ impl PluginHost {
                 None => Err(e),
             },
         }
+    }
+}
+
+/// The context of an error that happened while instantiating the plugin
+/// (an import the host lacks, a count limit), before any of its code ran
+/// its `run`.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot instantiate the plugin")]
+pub struct InstantiationFailed;
+
+/// A guest's future under its [`TimeLimits`]: the time spent inside its
+/// polls is its CPU time (its code and the host calls it makes), and the
+/// wall-clock deadline runs from the first poll. Over a limit, the guest
+/// future is dropped (which stops the guest) and the run ends with
+/// [`GuestStopped`].
+struct Supervised<F> {
+    guest: Pin<Box<F>>,
+    limits: TimeLimits,
+    cpu: CpuMeter,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F> Supervised<F> {
+    fn new(guest: F, limits: TimeLimits) -> Self {
+        Self {
+            guest: Box::pin(guest),
+            limits,
+            cpu: CpuMeter::default(),
+            deadline: limits
+                .wall_time
+                .map(|wall| Box::pin(tokio::time::sleep(wall))),
+        }
+    }
+}
+
+impl<F, T> Future for Supervised<F>
+where
+    F: Future<Output = wasmtime::Result<T>>,
+{
+    type Output = wasmtime::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let start = Instant::now();
+        let poll = this.guest.as_mut().poll(cx);
+        this.cpu.record(start, start.elapsed());
+        if poll.is_ready() {
+            return poll;
+        }
+        if let Some(stop) = this.cpu.over(&this.limits) {
+            return Poll::Ready(Err(stop.into()));
+        }
+        if let (Some(deadline), Some(wall)) = (&mut this.deadline, this.limits.wall_time)
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(GuestStopped::WallTime(wall).into()));
+        }
+        Poll::Pending
+    }
+}
+
+/// A guest's CPU time: the total, and the part spent within the last
+/// [`CPU_SHARE_WINDOW`] (kept in [`CPU_SHARE_SLOTS`] slots).
+#[derive(Default)]
+struct CpuMeter {
+    total: Duration,
+    /// (start of the slot, CPU time spent in it), oldest first.
+    slots: VecDeque<(Instant, Duration)>,
+    in_window: Duration,
+}
+
+impl CpuMeter {
+    /// Adds `spent`, a poll that started at `at`.
+    fn record(&mut self, at: Instant, spent: Duration) {
+        self.total += spent;
+        self.in_window += spent;
+        match self.slots.back_mut() {
+            Some((start, used))
+                if at.duration_since(*start) < CPU_SHARE_WINDOW / CPU_SHARE_SLOTS =>
+            {
+                *used += spent;
+            }
+            _ => self.slots.push_back((at, spent)),
+        }
+        while let Some(&(start, used)) = self.slots.front() {
+            if at.duration_since(start) < CPU_SHARE_WINDOW {
+                break;
+            }
+            self.in_window -= used;
+            self.slots.pop_front();
+        }
+    }
+
+    /// The limit this CPU use goes over, if any.
+    fn over(&self, limits: &TimeLimits) -> Option<GuestStopped> {
+        if let Some(max) = limits.cpu_time
+            && self.total > max
+        {
+            return Some(GuestStopped::CpuTime(max));
+        }
+        if let Some(percent) = limits.cpu_share
+            && self.in_window * 100 > CPU_SHARE_WINDOW * u32::from(percent)
+        {
+            return Some(GuestStopped::CpuShare(percent));
+        }
+        None
     }
 }
 

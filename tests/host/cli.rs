@@ -123,7 +123,7 @@ fn echo_plugin_serves_allowed_clients_and_resets_refused_ones() {
         "the refused peer reached the plugin: {rest}"
     );
     assert!(
-        stderr.contains("denied: no `accept` grant covers 127.0.0.2:"),
+        stderr.contains("no `accept` grant covers 127.0.0.2:"),
         "{stderr}"
     );
 }
@@ -187,9 +187,112 @@ fn an_invalid_policy_is_a_clear_error() {
 fn a_trapping_plugin_is_reported_without_a_host_panic() {
     let output = run_to_end(wasp_run("probe", &echo_policy()).args(["--", "no-such-command"]));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // 2 is wasp's own error status; a panic of the host would be 101.
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("plugin trapped"), "{stderr}");
+    // 3 is a trap; a panic of the host would be 101.
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_one_line_stop(&stderr, "wasp: plugin trapped: ");
+}
+
+/// Asserts that wasp's own report in `stderr` is one line starting with
+/// `prefix` (the guest's own output may come before it), no backtrace.
+#[track_caller]
+fn assert_one_line_stop(stderr: &str, prefix: &str) {
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("wasp:")).collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    assert!(ours[0].starts_with(prefix), "{stderr}");
+    assert!(!stderr.contains("wasm backtrace"), "{stderr}");
+}
+
+/// Runs `plugin` with `flags` and asserts wasp's exit code and message.
+#[track_caller]
+fn assert_stopped(plugin: &str, args: &[&str], code: i32, message: &str) {
+    let start = Instant::now();
+    let output = run_to_end(wasp_run(plugin, &echo_policy()).args(args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert_one_line_stop(&stderr, &format!("wasp: plugin stopped: {message}"));
+    eprintln!("{plugin} {args:?}: exit {code} after {:?}", start.elapsed());
+}
+
+#[test]
+fn a_plugin_over_its_memory_limit_exits_4() {
+    assert_stopped(
+        "hog",
+        &["--memory-mib", "16"],
+        4,
+        "guest memory limit of 16 MiB exceeded",
+    );
+}
+
+#[test]
+fn a_spinning_plugin_over_its_cpu_time_exits_5() {
+    assert_stopped(
+        "spin",
+        &["--max-cpu-seconds", "0.5"],
+        5,
+        "guest CPU time limit of 500ms exceeded",
+    );
+}
+
+#[test]
+fn a_blocked_plugin_over_its_wall_time_exits_6() {
+    assert_stopped(
+        "rust-echo",
+        &["--max-wall-seconds", "1", "--", "127.0.0.1:0"],
+        6,
+        "guest wall-clock time limit of 1s exceeded",
+    );
+}
+
+#[test]
+fn a_spinning_plugin_over_its_cpu_share_exits_7() {
+    assert_stopped(
+        "spin",
+        &["--max-cpu-share", "5"],
+        7,
+        "guest CPU share limit of 5 % over 10s exceeded",
+    );
+}
+
+#[test]
+fn the_cli_flags_override_the_policy_limits() {
+    // The policy allows 100 s of CPU; the flag allows half a second.
+    let policy = policy_file(
+        "cpu-limits",
+        "protocols = [\"tcp\"]\n[limits]\nmax-cpu-seconds = 100\n",
+    );
+    let output = run_to_end(wasp_run("spin", &policy).args(["--max-cpu-seconds", "0.5"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+}
+
+#[test]
+fn the_help_documents_the_limits_and_exit_codes() {
+    let output = run_to_end(wasp().args(["run", "--help"]));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for text in [
+        "--max-cpu-seconds",
+        "--max-wall-seconds",
+        "--max-cpu-share",
+        "3  the plugin trapped",
+        "4  memory limit",
+        "5  CPU time limit",
+        "6  wall-clock time limit",
+        "7  CPU share limit",
+    ] {
+        assert!(help.contains(text), "`{text}` missing from:\n{help}");
+    }
+}
+
+#[test]
+fn bad_limit_flags_are_usage_errors() {
+    for flags in [
+        ["--max-cpu-seconds", "0"],
+        ["--max-wall-seconds", "-1"],
+        ["--max-cpu-share", "101"],
+    ] {
+        let output = run_to_end(wasp_run("spin", &echo_policy()).args(flags));
+        assert_eq!(output.status.code(), Some(2), "{flags:?}");
+    }
 }
 
 #[test]
