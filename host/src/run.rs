@@ -343,10 +343,13 @@ impl PluginHost {
                 wasi.stdout(stdout.clone()).stderr(stderr.clone());
             }
         }
+        let mut wasp = WaspCtx::new(options.policy.clone(), options.name.as_str());
+        // No receive may ask the host for more than the guest can hold.
+        wasp.set_memory_limit(options.memory_limit);
         let state = GuestState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            wasp: WaspCtx::new(options.policy.clone(), options.name.as_str()),
+            wasp,
             memory: MemoryBudget::new(options.memory_limit),
         };
         let mut store = Store::new(&self.engine, state);

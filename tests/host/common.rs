@@ -2,10 +2,11 @@
 //! host per test binary, each component compiled once.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -238,6 +239,19 @@ pub fn wait_for_line(out: &MemoryOutputPipe, prefix: &str) -> String {
     }
 }
 
+/// Options for guest `name` with `args` under the TOML policy `toml`, its
+/// stdout (returned) and stderr captured in memory.
+pub fn captured(name: &str, toml: &str, args: &[&str]) -> (GuestOptions, MemoryOutputPipe) {
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let mut options = GuestOptions::new(name, Arc::new(policy(toml)));
+    options.args = args.iter().map(|a| a.to_string()).collect();
+    options.stdio = Stdio::Capture {
+        stdout: stdout.clone(),
+        stderr: MemoryOutputPipe::new(1 << 20),
+    };
+    (options, stdout)
+}
+
 /// Runs a guest on a runtime of its own, on threads named `threads`;
 /// returns its stdout.
 pub fn spawn_guest(
@@ -246,13 +260,7 @@ pub fn spawn_guest(
     toml: &str,
     args: &[&str],
 ) -> MemoryOutputPipe {
-    let stdout = MemoryOutputPipe::new(1 << 20);
-    let mut options = GuestOptions::new(name, Arc::new(policy(toml)));
-    options.args = args.iter().map(|a| a.to_string()).collect();
-    options.stdio = Stdio::Capture {
-        stdout: stdout.clone(),
-        stderr: MemoryOutputPipe::new(1 << 20),
-    };
+    let (options, stdout) = captured(name, toml, args);
     let thread_name = threads.to_string();
     std::thread::Builder::new()
         .name(threads.to_string())
@@ -268,4 +276,39 @@ pub fn spawn_guest(
         })
         .unwrap();
     stdout
+}
+
+/// A policy whose `accept` and `recv-from` grants cover 127.0.0.9 only:
+/// peers on 127.0.0.1 are refused.
+pub const ONLY_9_INBOUND: &str = r#"
+protocols = ["tcp", "udp"]
+[grants]
+bind = [{ addr = "127.0.0.0/8" }, { addr = "0.0.0.0", ports = "0" }]
+listen = [{ addr = "127.0.0.0/8" }]
+accept = [{ addr = "127.0.0.9" }]
+connect = [{ addr = "127.0.0.0/8" }]
+send-to = [{ addr = "127.0.0.0/8" }]
+recv-from = [{ addr = "127.0.0.9" }]
+"#;
+
+/// The address a probe printed for `name sN` (`ok ADDR`).
+pub fn printed_addr(line: &str) -> SocketAddr {
+    line.strip_prefix("ok ").unwrap().parse().unwrap()
+}
+
+/// Line `n` (from 0) of a guest's output, once it is there.
+pub fn nth_line(out: &MemoryOutputPipe, n: usize) -> String {
+    let start = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&out.contents()).into_owned();
+        if let Some(line) = text
+            .lines()
+            .nth(n)
+            .filter(|_| text.ends_with('\n') || text.lines().count() > n + 1)
+        {
+            return line.to_string();
+        }
+        assert!(start.elapsed() < GUEST_DEADLINE, "no line {n}: {text}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

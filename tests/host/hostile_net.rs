@@ -1,13 +1,15 @@
-//! The attack suite, network side (issue "a sandbox that holds"): guests
-//! and remote peers that try to exceed a limit, bypass a filter or widen a
-//! grant. Each test asserts the Winsock error (or that nothing reached the
-//! guest), and that the host carries on.
+//! The attack suite, network side (issue 8 "a sandbox that holds"):
+//! guests and remote peers that try to exceed a limit, bypass a filter or
+//! widen a grant. Each test asserts the Winsock error (or that nothing
+//! reached the guest), and that the host carries on. The attacks aimed at
+//! a neighbour guest are in the `hostile` test binary.
 
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Instant;
 
 use crate::common::{
-    LOOPBACK, TCP_PAIR, after, cpu_time, expect, policy, probe, skipping, spawn_guest,
-    wait_for_line,
+    LOOPBACK, ONLY_9_INBOUND, TCP_PAIR, after, cpu_time, expect, nth_line, policy, printed_addr,
+    probe, skipping, spawn_guest, wait_for_line,
 };
 
 /// Every event a Winsock program commonly registers at once.
@@ -93,19 +95,6 @@ fn attack_reconnect_loop_cannot_grow_a_full_queue() {
     let queued: usize = lines[11].strip_prefix("ok ").unwrap().parse().unwrap();
     assert!(queued <= 1 + 2 * 3, "queue bound held: {queued} queued");
 }
-
-/// A policy whose `accept` and `recv-from` grants cover 127.0.0.9 only:
-/// peers on 127.0.0.1 are refused.
-const ONLY_9_INBOUND: &str = r#"
-protocols = ["tcp", "udp"]
-[grants]
-bind = [{ addr = "127.0.0.0/8" }, { addr = "0.0.0.0", ports = "0" }]
-listen = [{ addr = "127.0.0.0/8" }]
-accept = [{ addr = "127.0.0.9" }]
-connect = [{ addr = "127.0.0.0/8" }]
-send-to = [{ addr = "127.0.0.0/8" }]
-recv-from = [{ addr = "127.0.0.9" }]
-"#;
 
 #[test]
 fn attack_refused_peer_gets_no_fd_accept_and_is_reset() {
@@ -342,12 +331,7 @@ fn attack_reuse_address_cannot_take_a_port_another_process_holds() {
     let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
     holder.set_reuse_address(true).unwrap();
     holder
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
         .unwrap();
     let port = holder.local_addr().unwrap().as_socket().unwrap().port();
     let bind = format!("bind s0 127.0.0.1:{port}");
@@ -408,34 +392,9 @@ fn attack_socket_buffers_are_clamped_to_the_guest_budget() {
     );
 }
 
-/// The address a probe printed for `name sN` (`ok ADDR`).
-fn printed_addr(line: &str) -> std::net::SocketAddr {
-    line.strip_prefix("ok ").unwrap().parse().unwrap()
-}
-
-/// Line `n` (from 0) of a guest's output, once it is there.
-fn nth_line(out: &wasmtime_wasi::p2::pipe::MemoryOutputPipe, n: usize) -> String {
-    let start = Instant::now();
-    loop {
-        let text = String::from_utf8_lossy(&out.contents()).into_owned();
-        if let Some(line) = text
-            .lines()
-            .nth(n)
-            .filter(|_| text.ends_with('\n') || text.lines().count() > n + 1)
-        {
-            return line.to_string();
-        }
-        assert!(
-            start.elapsed() < crate::common::GUEST_DEADLINE,
-            "no line {n}: {text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
 /// Sends the go-ahead datagram a probe waits for with `recvfrom`.
-fn go(to: std::net::SocketAddr) {
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+fn go(to: SocketAddr) {
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.send_to(b"go", to).unwrap();
 }
 
@@ -466,16 +425,14 @@ fn attack_silent_rooted_joiners_do_not_stall_the_root() {
     let out = spawn_guest("probe", "rooted-root", LOOPBACK, &script);
     let root = printed_addr(&nth_line(&out, 7));
     let signal = printed_addr(&nth_line(&out, 8));
-    let silent: Vec<_> = (0..3)
-        .map(|_| std::net::TcpStream::connect(root).unwrap())
-        .collect();
+    let silent: Vec<_> = (0..3).map(|_| TcpStream::connect(root).unwrap()).collect();
     // The silent peers are in; the root is told to look.
     go(signal);
     let started = Instant::now();
     wait_for_line(&out, "ok silent-only");
     let waited = started.elapsed();
     // A joiner with caller data: a 16-bit length and the bytes.
-    let mut joiner = std::net::TcpStream::connect(root).unwrap();
+    let mut joiner = TcpStream::connect(root).unwrap();
     std::io::Write::write_all(&mut joiner, b"\x00\x05hello").unwrap();
     wait_for_line(&out, "ok done");
     let text = String::from_utf8_lossy(&out.contents()).into_owned();
@@ -515,7 +472,7 @@ fn attack_peer_connecting_to_a_guest_at_its_quota_is_reset_not_reannounced() {
     ];
     let out = spawn_guest("probe", "quota-guest", &toml, &script);
     let listener = printed_addr(&wait_for_line(&out, "ok 127.0.0.1:"));
-    let mut peer = std::net::TcpStream::connect(listener).unwrap();
+    let mut peer = TcpStream::connect(listener).unwrap();
     wait_for_line(&out, "ok done");
     let text = String::from_utf8_lossy(&out.contents()).into_owned();
     let lines: Vec<&str> = text.lines().collect();

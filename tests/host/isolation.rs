@@ -1,24 +1,9 @@
 //! A misbehaving guest is stopped or limited alone: the host and the other
 //! guests carry on.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasp_host::run::{GuestOptions, Stdio};
-
-use crate::common::{GUEST_DEADLINE, LOOPBACK, component, host, policy, probe};
-
-fn captured(name: &str, toml: &str, args: &[&str]) -> (GuestOptions, MemoryOutputPipe) {
-    let stdout = MemoryOutputPipe::new(1 << 20);
-    let mut options = GuestOptions::new(name, Arc::new(policy(toml)));
-    options.args = args.iter().map(|a| a.to_string()).collect();
-    options.stdio = Stdio::Capture {
-        stdout: stdout.clone(),
-        stderr: MemoryOutputPipe::new(1 << 20),
-    };
-    (options, stdout)
-}
+use crate::common::{GUEST_DEADLINE, LOOPBACK, captured, component, host, policy, probe};
 
 #[test]
 fn a_spinning_guest_does_not_starve_other_guests_on_the_same_thread() {

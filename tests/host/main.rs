@@ -7,7 +7,6 @@ mod async_select;
 mod cli;
 mod companions;
 mod deny_matrix;
-mod hostile;
 mod hostile_net;
 mod isolation;
 mod join_leaf;

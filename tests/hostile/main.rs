@@ -24,8 +24,10 @@
 //! ```
 //!
 //! [`run_beside_echo`] is the common case: one attacker guest. Attacks run
-//! one at a time ([`beside_echo`] holds a lock), so RSS and fd counts
-//! belong to one attack. [`rss`] and [`open_fds`] are also usable alone.
+//! one at a time ([`beside_echo`] holds a lock), and this suite is a test
+//! binary of its own (no other test shares its process), so RSS and fd
+//! counts belong to one attack. [`rss`] and [`open_fds`] are also usable
+//! alone.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -43,7 +45,14 @@ use wasp_host::run::{GuestOptions, Stdio};
 
 use crate::common::{GUEST_DEADLINE, component, host, root, wait_for_line};
 
+// The host tests' harness (guest builds, the shared plugin host); this
+// binary uses part of it.
+#[allow(dead_code)]
+#[path = "../host/common.rs"]
+mod common;
+
 mod guest;
+mod net;
 
 /// Longest one echo round trip to the neighbour may take.
 pub const ROUND_TRIP_DEADLINE: Duration = Duration::from_secs(10);

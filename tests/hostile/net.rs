@@ -1,18 +1,18 @@
 //! Network attacks beside a neighbour: a guest or a remote peer that tries
 //! to hold the runtime thread the neighbour shares (issue 8 points 4, 5,
-//! 8). The attacks that need no neighbour are in `hostile_net.rs`.
+//! 8). The network attacks that need no neighbour are in the host test
+//! binary (`tests/host/hostile_net.rs`).
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::net::{TcpStream, UdpSocket};
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasp_host::run::Stdio;
 
 use super::{Attacker, run_beside_echo};
-use crate::common::{LOOPBACK, TCP_PAIR, after, policy, wait_for_line};
+use crate::common::{LOOPBACK, ONLY_9_INBOUND, TCP_PAIR, after, nth_line, policy, printed_addr};
 
 /// The probe guest running `script` under `toml`, its stdout readable.
-fn probe(toml: &str, script: &[&str]) -> (Attacker, MemoryOutputPipe) {
+fn probe_attacker(toml: &str, script: &[&str]) -> (Attacker, MemoryOutputPipe) {
     let mut attacker = Attacker::guest("probe", policy(toml), script);
     let stdout = MemoryOutputPipe::new(1 << 20);
     attacker.options.stdio = Stdio::Capture {
@@ -46,7 +46,7 @@ fn a_close_with_linger_and_unsent_data_blocks_only_its_guest() {
             "echo closed",
         ],
     );
-    let (attacker, out) = probe(LOOPBACK, &script);
+    let (attacker, out) = probe_attacker(LOOPBACK, &script);
     let report = run_beside_echo("linger close", attacker);
     assert_eq!(report.outcome.expect("the guest ran"), 0);
     let lines = lines(&out);
@@ -65,29 +65,12 @@ fn a_guest_sending_thousands_of_buffers_per_call_leaves_its_neighbour_served() {
     let within = format!("repeat 200 sendv s1 {}", vec!["ab"; 4000].join("|"));
     let above = format!("sendv s1 {}", vec!["ab"; 5000].join("|"));
     let script = after(&TCP_PAIR, &["nonblock s1 on", &within, &above, "echo done"]);
-    let (attacker, out) = probe(LOOPBACK, &script);
+    let (attacker, out) = probe_attacker(LOOPBACK, &script);
     let report = run_beside_echo("many buffers", attacker);
     assert_eq!(report.outcome.expect("the guest ran"), 0);
     let lines = lines(&out);
     assert_eq!(lines[lines.len() - 2], "err WSAENOBUFS", "{lines:?}");
 }
-
-/// Waits for the line of command `n` of the attacker and returns the
-/// address it printed (`ok ADDR`).
-fn printed_addr(out: &MemoryOutputPipe, prefix: &str) -> SocketAddr {
-    let line = wait_for_line(out, prefix);
-    line.strip_prefix("ok ").unwrap().parse().unwrap()
-}
-
-/// A policy whose `accept` and `recv-from` grants cover 127.0.0.9 only.
-const ONLY_9_INBOUND: &str = r#"
-protocols = ["tcp", "udp"]
-[grants]
-bind = [{ addr = "127.0.0.1" }]
-listen = [{ addr = "127.0.0.1" }]
-accept = [{ addr = "127.0.0.9" }]
-recv-from = [{ addr = "127.0.0.9" }]
-"#;
 
 #[test]
 fn a_remote_flood_of_refused_peers_is_dropped_unseen_beside_a_neighbour() {
@@ -110,15 +93,12 @@ fn a_remote_flood_of_refused_peers_is_dropped_unseen_beside_a_neighbour() {
         "fionread s1",
         "echo done",
     ];
-    let (attacker, out) = probe(ONLY_9_INBOUND, &script);
+    let (attacker, out) = probe_attacker(ONLY_9_INBOUND, &script);
     let flood_out = out.clone();
     let flooder = std::thread::spawn(move || {
-        let listener = printed_addr(&flood_out, "ok 127.0.0.1:");
+        let listener = printed_addr(&nth_line(&flood_out, 8));
+        let udp_target = printed_addr(&nth_line(&flood_out, 9));
         let text = || String::from_utf8_lossy(&flood_out.contents()).into_owned();
-        while text().lines().count() < 10 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let udp_target: SocketAddr = text().lines().nth(9).unwrap()[3..].parse().unwrap();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut refused = 0;
         while !text().contains("ok done") && refused < 2000 {

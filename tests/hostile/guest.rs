@@ -323,7 +323,7 @@ fn a_guest_on_a_stalled_stdout_blocks_only_itself() {
     let _one_at_a_time = exclusive();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "hostile::guest::stalled_stdout_child",
+            "guest::stalled_stdout_child",
             "--exact",
             "--ignored",
             "--nocapture",
