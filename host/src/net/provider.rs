@@ -1380,6 +1380,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_receive_never_asks_the_host_for_more_than_the_guest_can_hold() {
+        // Issue 8 point 8: a 1 GiB MSG_WAITALL receive took the host to
+        // 1 GiB under a policy allowing it.
+        let policy = Policy::builder()
+            .allow_protocol(Transport::Udp)
+            .grant(NetUse::Bind, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
+            .grant(NetUse::SendTo, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
+            .grant(
+                NetUse::RecvFrom,
+                "127.0.0.0/8".parse().unwrap(),
+                0..=u16::MAX,
+            )
+            .max_recv_len(u32::MAX)
+            .build();
+        let mut p = Provider::new(Arc::new(policy), "test");
+        p.set_memory_limit(1000);
+        let s = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
+        p.wsp_bind(s, any_port()).unwrap();
+        let me = p.wsp_get_sock_name(s).unwrap();
+        p.wsp_send_to(s, &[vec![7u8; 4000]], MsgFlags::empty(), me, None)
+            .await
+            .unwrap();
+        // The datagram does not fit in what the guest can hold.
+        let got = p.wsp_recv(s, u32::MAX, MsgFlags::WAIT_ALL).await;
+        assert_eq!(got, Err(WsaError::MsgSize));
+        assert_eq!(p.recv_cap(u32::MAX), 1000);
+    }
+
+    #[tokio::test]
     async fn async_select_posts_read_then_close_into_the_queue() {
         let mut p = loopback();
         let a = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
