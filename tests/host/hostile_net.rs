@@ -527,3 +527,74 @@ fn attack_denial_flood_is_counted_and_its_log_rate_limited() {
         "the suppressed count is reported: {stderr}"
     );
 }
+
+#[test]
+fn attack_forged_descriptors_are_wsaenotsock_in_every_call() {
+    // Descriptors the guest never got (0, a stale one, the largest) are
+    // WSAENOTSOCK, never a trap, whatever the call.
+    let calls = |d: &str| {
+        [
+            format!("bind {d} 127.0.0.1:0"),
+            format!("listen {d} 1"),
+            format!("accept {d}"),
+            format!("connect {d} 127.0.0.1:9"),
+            format!("send {d} x"),
+            format!("sendto {d} 127.0.0.1:9 x"),
+            format!("recv {d} 10"),
+            format!("recvfrom {d} 10"),
+            format!("shutdown {d} both"),
+            format!("fionread {d}"),
+            format!("getopt {d} rcvbuf"),
+            format!("setopt {d} rcvbuf 1000"),
+            format!("name {d}"),
+            format!("peer {d}"),
+            format!("select {d} q0 1 read"),
+            format!("join {d} 239.255.81.1:5000"),
+            format!("close {d}"),
+        ]
+    };
+    let mut script: Vec<String> = vec!["queue 4".into(), "socket 2 2 17".into(), "close s0".into()];
+    for d in ["#0", "#1", "#4294967295", "#123456"] {
+        script.extend(calls(d));
+    }
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let lines = probe(policy(LOOPBACK), &script);
+    for (command, line) in script.iter().zip(&lines).skip(3) {
+        assert_eq!(line, "err WSAENOTSOCK", "{command}");
+    }
+}
+
+#[test]
+fn attack_socket_and_connect_floods_stop_at_the_quota_and_leave_nothing() {
+    // A guest creating sockets in a loop gets WSAEMFILE at its quota; once
+    // it closes them, the quota is whole again. A connect loop to a closed
+    // port fails each time and holds nothing.
+    let toml = format!("{LOOPBACK}\n[limits]\nmax-sockets = 8\n");
+    let refused = format!("127.0.0.1:{}", crate::common::closed_port());
+    let connect = format!("repeat 500 connect s8 {refused}");
+    let mut script = vec!["repeat 100 socket 2 1 6"];
+    script.extend(["close s0", "close s1", "close s2", "close s3"]);
+    script.extend(["close s4", "close s5", "close s6", "close s7"]);
+    script.extend(["repeat 8 socket 2 1 6", "socket 2 1 6", &connect]);
+    let lines = probe(policy(&toml), &script);
+    assert_eq!(lines[0], "err WSAEMFILE", "{lines:?}");
+    assert_eq!(lines[9], "ok s15", "the quota is whole again: {lines:?}");
+    assert_eq!(lines[10], "err WSAEMFILE", "{lines:?}");
+    assert_eq!(lines[11], "err WSAECONNREFUSED", "{lines:?}");
+}
+
+#[test]
+fn attack_oversized_connect_data_is_wsaefault() {
+    // Caller data and SO_CONNDATA beyond 4,096 bytes never reach the
+    // network.
+    let join = format!("join s0 127.0.0.1:9 data={}", "x".repeat(5000));
+    expect(
+        LOOPBACK,
+        &[
+            "socket 2 1 253 flags=c-leaf,d-leaf",
+            "setopt s0 conndata @5000",
+            &join,
+        ],
+        &["ok s0", "err WSAEFAULT", "err WSAEFAULT"],
+    );
+}
