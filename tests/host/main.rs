@@ -7,6 +7,7 @@ mod async_select;
 mod cli;
 mod companions;
 mod deny_matrix;
+mod deny_sockets;
 mod fuzz_replay;
 mod hostile_net;
 mod isolation;
