@@ -948,10 +948,6 @@ async fn run(cell: &Cell) -> Result<(), String> {
     // The guest closes first, so that no class port is left in TIME_WAIT.
     drop(p);
     drop(peers);
-    // A closed listener's port is released only once the runtime has run
-    // its aborted admission task (see the report of issue 8's matrix):
-    // let it, so that the next cell can bind the same port.
-    tokio::task::yield_now().await;
     outcome
 }
 

@@ -11,9 +11,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -62,7 +62,9 @@ fn reset(stream: &impl std::os::fd::AsFd) {
 
 /// The admitted connections of one listener and the task that admits them.
 pub struct Admission {
-    listener: Arc<AsyncFd<socket2::Socket>>,
+    /// The listening socket, owned by the guest's socket alone: closing
+    /// it frees its port at once, whatever the tasks are doing.
+    listener: Weak<AsyncFd<socket2::Socket>>,
     gate: Arc<Gate>,
     rooted: bool,
     ready: Mutex<VecDeque<Admitted>>,
@@ -80,17 +82,19 @@ impl Admission {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts admitting connections of `listener` for the guest behind
+    /// Starts admitting connections of `listener` (held here only weakly:
+    /// the caller owns it) for the guest behind
     /// `gate`; `link` is the listener's event link (woken when one is
     /// ready); `rooted` makes each joining peer complete the rooted
     /// handshake first, answered with `callee_data`.
     pub fn start(
-        listener: Arc<AsyncFd<socket2::Socket>>,
+        listener: &Arc<AsyncFd<socket2::Socket>>,
         gate: Arc<Gate>,
         link: Arc<EventLink>,
         rooted: bool,
         callee_data: Vec<u8>,
     ) -> Arc<Self> {
+        let listener = Arc::downgrade(listener);
         let admission = Arc::new(Self {
             listener: listener.clone(),
             gate: gate.clone(),
@@ -138,7 +142,7 @@ impl Admission {
             return None;
         }
         loop {
-            let (native, peer) = self.listener.get_ref().accept().ok()?;
+            let (native, peer) = self.listener.upgrade()?.get_ref().accept().ok()?;
             if let Some((stream, peer)) = filter(native, peer, &self.gate) {
                 return Some(Admitted {
                     stream,
@@ -222,13 +226,34 @@ fn filter(
     Some((stream, peer))
 }
 
+/// Polls for one connection of the listener without keeping it alive
+/// between polls; `None` once the listener is closed.
+fn poll_accept(
+    listener: &Weak<AsyncFd<socket2::Socket>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<std::io::Result<(socket2::Socket, socket2::SockAddr)>>> {
+    let Some(listener) = listener.upgrade() else {
+        return Poll::Ready(None);
+    };
+    loop {
+        let mut ready = match listener.poll_read_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(ready)) => ready,
+        };
+        if let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) {
+            return Poll::Ready(Some(accepted));
+        }
+    }
+}
+
 async fn admit(
-    listener: Arc<AsyncFd<socket2::Socket>>,
+    listener: Weak<AsyncFd<socket2::Socket>>,
     gate: Arc<Gate>,
     link: Arc<EventLink>,
     rooted: bool,
     taken: Arc<Notify>,
-    admission: std::sync::Weak<Admission>,
+    admission: Weak<Admission>,
 ) {
     let mut handshakes: JoinSet<Result<Admitted, WsaError>> = JoinSet::new();
     loop {
@@ -240,7 +265,11 @@ async fn admit(
         drop(this);
         tokio::select! {
             () = taken, if full => {}
-            accepted = listener.async_io(Interest::READABLE, |l| l.accept()), if !full => {
+            accepted = std::future::poll_fn(|cx| poll_accept(&listener, cx)), if !full => {
+                let Some(accepted) = accepted else {
+                    // The guest closed the listener.
+                    return;
+                };
                 let Ok((native, peer)) = accepted else {
                     // Out of descriptors, or a peer gone before the
                     // accept: try again a little later, never in a spin.

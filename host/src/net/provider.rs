@@ -1409,6 +1409,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn closing_a_listener_frees_its_port_at_once() {
+        // Found by the real-socket deny matrix: the admitting task kept the
+        // listener open until the runtime next ran it, so closesocket and
+        // an immediate bind of the same port was WSAEADDRINUSE.
+        let mut p = loopback();
+        let listener = p.wsp_socket(&request(SOCK_STREAM, IPPROTO_TCP)).unwrap();
+        p.wsp_bind(listener, any_port()).unwrap();
+        p.wsp_listen(listener, 8).unwrap();
+        let queue = MessageQueue::new(8);
+        p.wsp_async_select(listener, &queue, 1, FdEvents::ACCEPT)
+            .unwrap();
+        let addr = p.wsp_get_sock_name(listener).unwrap();
+        p.wsp_close_socket(listener).await.unwrap();
+        let again = p.wsp_socket(&request(SOCK_STREAM, IPPROTO_TCP)).unwrap();
+        assert_eq!(p.wsp_bind(again, addr), Ok(()));
+    }
+
+    #[tokio::test]
     async fn async_select_posts_read_then_close_into_the_queue() {
         let mut p = loopback();
         let a = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();

@@ -373,7 +373,7 @@ impl Socket {
             Ok(listener) => {
                 let native = Arc::new(listener);
                 let admission = Admission::start(
-                    native.clone(),
+                    &native,
                     self.gate.clone(),
                     self.link.clone(),
                     self.entry.is_rooted(),
