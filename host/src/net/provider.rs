@@ -256,6 +256,14 @@ impl Guard {
             Ok(Destination::Multicast(grant)) => Some(grant.clone()),
             Err(denial) => return Err(self.deny(denial)),
         };
+        if grant.is_some() && sock.entry.kind == SocketKind::Stream {
+            // No stream reaches a group: the policy still decides first
+            // (the implicit bind too), but nothing is bound.
+            if sock.bound_addr().is_none() {
+                self.check(NetUse::Bind, wildcard(sock.entry.family))?;
+            }
+            return Err(WsaError::AddrNotAvail);
+        }
         self.implicit_bind(sock)?;
         match grant {
             Some(grant) => {
@@ -1424,6 +1432,23 @@ mod tests {
         p.wsp_close_socket(listener).await.unwrap();
         let again = p.wsp_socket(&request(SOCK_STREAM, IPPROTO_TCP)).unwrap();
         assert_eq!(p.wsp_bind(again, addr), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_stream_connect_to_a_granted_group_binds_nothing() {
+        let policy = Policy::builder()
+            .allow_protocol(Transport::Tcp)
+            .grant(NetUse::Bind, "0.0.0.0/32".parse().unwrap(), 0..=0)
+            .grant_multicast(MulticastGrant::loopback(
+                "239.255.82.0/24".parse().unwrap(),
+                0..=u16::MAX,
+            ))
+            .build();
+        let mut p = Provider::new(Arc::new(policy), "test");
+        let s = p.wsp_socket(&request(SOCK_STREAM, IPPROTO_TCP)).unwrap();
+        let group: SocketAddr = "239.255.82.1:5000".parse().unwrap();
+        assert_eq!(p.wsp_connect(s, group).await, Err(WsaError::AddrNotAvail));
+        assert_eq!(p.wsp_get_sock_name(s), Err(WsaError::Inval));
     }
 
     #[tokio::test]
