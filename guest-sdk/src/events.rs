@@ -80,7 +80,8 @@ pub struct EventQueue {
 
 impl EventQueue {
     /// A queue holding at most `capacity` messages (FD_CONNECT and FD_CLOSE
-    /// are never held back by a full queue; other events wait for room).
+    /// may go past a full queue, once each per socket; other events wait
+    /// for room).
     pub fn new(capacity: u32) -> Self {
         EventQueue {
             raw: MessageQueue::new(capacity),
