@@ -76,7 +76,9 @@ pub fn policy_loader(data: &[u8]) {
             if let Err(denial) = policy.check(net_use, *addr) {
                 let _ = denial.to_string();
             }
+            let _ = policy.check_destination(net_use, *addr);
         }
+        let _ = policy.check_broadcast(*addr);
     }
     let _ = format!("{policy:?}");
 }
@@ -413,8 +415,9 @@ fn query_addr(spec: &QuerySpec, grants: &[ModelGrant]) -> SocketAddr {
 }
 
 /// `policy_decision`: grants and queries; `Policy::check` must agree with
-/// the reference model on every query, and scope ids and flow labels must
-/// not change a decision.
+/// the reference model on every query, scope ids and flow labels must not
+/// change a decision, and `check_destination` refuses every multicast
+/// group (no multicast grant here) and otherwise agrees with the model.
 pub fn policy_decision(data: &[u8]) {
     let Ok(mut input) = DecisionInput::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
@@ -480,6 +483,25 @@ pub fn run_policy_decision(input: &DecisionInput) {
             );
         }
         let model = model_check(&grants, net_use, addr);
+        // An outbound destination: a multicast group needs a multicast grant
+        // (there are none here), whatever the grants of the use cover.
+        let multicast = match model_checked_as(addr.ip()) {
+            Checked::V4(v4) => v4 >> 28 == 0xe,
+            Checked::V6(v6) => v6 >> 120 == 0xff,
+            Checked::Refused => false,
+        };
+        assert_eq!(
+            policy.check_destination(net_use, addr).is_ok(),
+            model && !multicast,
+            "{net_use} {addr} as a destination (multicast: {multicast}; grants: {grants:?})"
+        );
+        if net_use == NetUse::Broadcast {
+            assert_eq!(
+                policy.check_broadcast(addr).is_ok(),
+                real,
+                "broadcast {addr}"
+            );
+        }
         if real == model {
             continue;
         }
