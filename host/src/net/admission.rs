@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 
@@ -61,6 +62,11 @@ fn reset(stream: &impl std::os::fd::AsFd) {
 }
 
 /// The admitted connections of one listener and the task that admits them.
+///
+/// The task runs for a rooted listener (its joiners' caller data is
+/// received in the background) and for a listener registered with
+/// WSPAsyncSelect (FD_ACCEPT announces only admitted connections). A plain
+/// listener admits in its guest's accept call, as Winsock's does.
 pub struct Admission {
     /// The listening socket, owned by the guest's socket alone: closing
     /// it frees its port at once, whatever the tasks are doing.
@@ -74,7 +80,11 @@ pub struct Admission {
     taken: Arc<Notify>,
     /// The callee data a rooted listener answers joins with (SO_CONNDATA).
     callee_data: Mutex<Vec<u8>>,
+    /// The listener's event link, woken when a connection is ready.
+    link: Arc<EventLink>,
     task: Mutex<Option<AbortHandle>>,
+    /// An accept was refused at the socket quota: FD_ACCEPT waits for room.
+    refused_at_quota: AtomicBool,
 }
 
 impl Admission {
@@ -82,11 +92,11 @@ impl Admission {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts admitting connections of `listener` (held here only weakly:
-    /// the caller owns it) for the guest behind
-    /// `gate`; `link` is the listener's event link (woken when one is
-    /// ready); `rooted` makes each joining peer complete the rooted
-    /// handshake first, answered with `callee_data`.
+    /// The admission of `listener` (held here only weakly: the caller
+    /// owns it) for the guest behind `gate`; `link` is the listener's event
+    /// link (woken when a connection is ready); `rooted` makes each joining
+    /// peer send its caller data first, answered with `callee_data` when
+    /// the guest accepts. A rooted listener starts admitting at once.
     pub fn start(
         listener: &Arc<AsyncFd<socket2::Socket>>,
         gate: Arc<Gate>,
@@ -94,27 +104,71 @@ impl Admission {
         rooted: bool,
         callee_data: Vec<u8>,
     ) -> Arc<Self> {
-        let listener = Arc::downgrade(listener);
         let admission = Arc::new(Self {
-            listener: listener.clone(),
-            gate: gate.clone(),
+            listener: Arc::downgrade(listener),
+            gate,
             rooted,
             ready: Mutex::default(),
             arrived: Notify::new(),
             taken: Arc::new(Notify::new()),
             callee_data: Mutex::new(callee_data),
-            task: Mutex::default(),
-        });
-        let task = tokio::spawn(admit(
-            listener,
-            gate,
             link,
-            rooted,
-            admission.taken.clone(),
-            Arc::downgrade(&admission),
-        ));
-        *admission.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+            task: Mutex::default(),
+            refused_at_quota: AtomicBool::new(false),
+        });
+        if rooted {
+            admission.admit_in_background();
+        }
         admission
+    }
+
+    /// Starts the admitting task, if it is not running yet (the listener
+    /// was registered with WSPAsyncSelect).
+    pub fn admit_in_background(self: &Arc<Self>) {
+        let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if task.is_some() {
+            return;
+        }
+        let handle = tokio::spawn(admit(
+            self.listener.clone(),
+            self.gate.clone(),
+            self.rooted,
+            self.taken.clone(),
+            Arc::downgrade(self),
+        ));
+        *task = Some(handle.abort_handle());
+    }
+
+    /// Waits for a connection the guest may take: one the admitting task
+    /// readied, or (not rooted) one the kernel has, admitted here. Only
+    /// the calling guest waits.
+    pub async fn wait_for_connection(&self) -> Option<Admitted> {
+        loop {
+            if let Some(admitted) = self.take().or_else(|| self.admit_now()) {
+                return Some(admitted);
+            }
+            let listener = self.listener.upgrade()?;
+            tokio::select! {
+                () = self.wait() => {}
+                ready = listener.readable(), if !self.rooted => {
+                    let mut ready = ready.ok()?;
+                    // Take what the kernel has; readiness is cleared only
+                    // once it has nothing more.
+                    while let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) {
+                        let Ok((native, peer)) = accepted else { break };
+                        if let Some((stream, peer)) = filter(native, peer, &self.gate) {
+                            return Some(Admitted { stream, peer, caller_data: None });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// An accept found the guest at its socket quota: WSAEMFILE, and
+    /// FD_ACCEPT is not announced again until the guest has room.
+    pub fn refused_at_quota(&self) {
+        self.refused_at_quota.store(true, Ordering::Relaxed);
     }
 
     /// Takes the oldest admitted connection, if any. A rooted joiner gets
@@ -123,6 +177,7 @@ impl Admission {
     pub fn take(&self) -> Option<Admitted> {
         loop {
             let admitted = self.lock().pop_front()?;
+            self.refused_at_quota.store(false, Ordering::Relaxed);
             self.taken.notify_one();
             if admitted.caller_data.is_none()
                 || rooted::answer(&admitted.stream, &self.callee_data()).is_ok()
@@ -153,9 +208,21 @@ impl Admission {
         }
     }
 
-    /// Whether a connection is ready to accept (the FD_ACCEPT condition).
+    /// Whether a connection waits to be accepted.
     pub fn has_pending(&self) -> bool {
         !self.lock().is_empty()
+    }
+
+    /// The FD_ACCEPT condition: a connection waits, and the guest has room
+    /// for its socket or has not yet been told WSAEMFILE for it.
+    pub fn can_accept(&self) -> bool {
+        self.has_pending()
+            && (self.gate.has_room() || !self.refused_at_quota.load(Ordering::Relaxed))
+    }
+
+    /// Waits until the guest has room for one more socket.
+    pub async fn room(&self) {
+        self.gate.room().await;
     }
 
     /// Waits until a connection is ready.
@@ -181,10 +248,10 @@ impl Admission {
             .clone()
     }
 
-    fn push(&self, admitted: Admitted, link: &EventLink) {
+    fn push(&self, admitted: Admitted) {
         self.lock().push_back(admitted);
         self.arrived.notify_one();
-        link.update(|_| {});
+        self.link.update(|_| {});
     }
 }
 
@@ -250,7 +317,6 @@ fn poll_accept(
 async fn admit(
     listener: Weak<AsyncFd<socket2::Socket>>,
     gate: Arc<Gate>,
-    link: Arc<EventLink>,
     rooted: bool,
     taken: Arc<Notify>,
     admission: Weak<Admission>,
@@ -286,13 +352,13 @@ async fn admit(
                     });
                 } else {
                     let Some(this) = admission.upgrade() else { return };
-                    this.push(Admitted { stream, peer, caller_data: None }, &link);
+                    this.push(Admitted { stream, peer, caller_data: None });
                 }
             }
             Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
                 if let Ok(Ok(admitted)) = done {
                     let Some(this) = admission.upgrade() else { return };
-                    this.push(admitted, &link);
+                    this.push(admitted);
                 }
             }
         }

@@ -243,7 +243,7 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
         }
         Watched::Listener(admission) => Observed {
             now: Conditions {
-                pending_accept: admission.has_pending(),
+                pending_accept: admission.can_accept(),
                 ..Conditions::default()
             },
             ..Observed::default()
@@ -375,8 +375,14 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
                 interest = merge(interest, Interest::WRITABLE);
             }
         }
-        // The admitting task wakes the link when a connection is ready.
-        Watched::Listener(_) => {}
+        // The admitting task wakes the link when a connection is ready; a
+        // connection that waits for room in the socket quota waits for a
+        // socket of the guest to be closed.
+        Watched::Listener(admission) => {
+            if watching(FdEvents::ACCEPT) && admission.has_pending() && !now.pending_accept {
+                interest = merge(interest, Interest::READABLE);
+            }
+        }
         Watched::Nothing => {}
     }
     Next::Wait { interest, full }
@@ -428,9 +434,9 @@ async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Intere
                     let _ = u.try_io(interest, would_block);
                 }
             }
-            Watched::Listener(_) | Watched::Joining(..) | Watched::Nothing => {
-                std::future::pending().await
-            }
+            // Readable on a listener: room in the socket quota.
+            Watched::Listener(admission) => admission.room().await,
+            Watched::Joining(..) | Watched::Nothing => std::future::pending().await,
         }
     };
     let on_urgent = async {

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 use super::socket::Membership;
 use crate::error::WsaError;
@@ -86,9 +88,11 @@ pub struct Gate {
     policy: Arc<Policy>,
     label: Arc<str>,
     telemetry: Mutex<Telemetry>,
-    /// Closed sockets still lingering (SO_LINGER): they hold a native
-    /// socket, so they count against the socket quota until done.
-    lingering: AtomicU32,
+    /// Native sockets held for the guest: its open sockets and the closed
+    /// ones still lingering (SO_LINGER), counted against `max-sockets`.
+    held: AtomicU32,
+    /// A held socket was let go: there may be room again.
+    room: Notify,
 }
 
 impl Gate {
@@ -98,19 +102,32 @@ impl Gate {
             policy,
             label,
             telemetry: Mutex::default(),
-            lingering: AtomicU32::new(0),
+            held: AtomicU32::new(0),
+            room: Notify::new(),
         })
     }
 
-    /// Closed sockets still lingering.
-    pub fn lingering(&self) -> u32 {
-        self.lingering.load(Ordering::Relaxed)
+    /// Counts one native socket held for the guest until the returned slot
+    /// is dropped.
+    pub fn slot(self: &Arc<Self>) -> SocketSlot {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        SocketSlot(self.clone())
     }
 
-    /// Counts one lingering close until the returned guard is dropped.
-    pub fn linger(self: &Arc<Self>) -> LingerGuard {
-        self.lingering.fetch_add(1, Ordering::Relaxed);
-        LingerGuard(self.clone())
+    /// Whether the guest may hold one more socket (SPEC SO-2).
+    pub fn has_room(&self) -> bool {
+        self.held.load(Ordering::Relaxed) < self.policy.limits().max_sockets
+    }
+
+    /// Waits until the guest may hold one more socket.
+    pub async fn room(&self) {
+        loop {
+            let freed = self.room.notified();
+            if self.has_room() {
+                return;
+            }
+            freed.await;
+        }
     }
 
     fn telemetry(&self) -> MutexGuard<'_, Telemetry> {
@@ -192,12 +209,14 @@ impl Gate {
     }
 }
 
-/// A lingering close, counted by its gate while alive.
-pub struct LingerGuard(Arc<Gate>);
+/// One native socket held for the guest (open, or closed and still
+/// lingering), counted by its gate against `max-sockets` while alive.
+pub struct SocketSlot(Arc<Gate>);
 
-impl Drop for LingerGuard {
+impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.0.lingering.fetch_sub(1, Ordering::Relaxed);
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.0.room.notify_waiters();
     }
 }
 

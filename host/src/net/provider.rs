@@ -324,8 +324,7 @@ impl Provider {
     }
 
     fn has_room(&self) -> Result<(), WsaError> {
-        let held = self.sockets.len() + self.guard.gate.lingering() as usize;
-        if held >= self.policy().limits().max_sockets as usize {
+        if !self.guard.gate.has_room() {
             Err(WsaError::Mfile)
         } else {
             Ok(())
@@ -403,29 +402,25 @@ impl Provider {
 
     /// WSPAccept: takes a connection the listener's admission let in
     /// (peers outside the `accept` grants were reset before the guest
-    /// heard of them; rooted joins have completed their handshake). At the
-    /// socket quota the call is `WSAEMFILE` and the oldest waiting
-    /// connection is reset, so that it is not announced again and again.
+    /// heard of them; rooted joins have sent their caller data). At the
+    /// socket quota the call is `WSAEMFILE` and the connection waits; FD_ACCEPT
+    /// is not posted again until the guest has room for it.
     pub async fn wsp_accept(&mut self, s: u32) -> Result<(u32, SocketAddr), WsaError> {
         let at_quota = self.has_room().is_err();
         let listener = self.socket(s)?;
         let result = async {
             let admission = listener.admission()?.clone();
             if at_quota {
-                if let Some(unwanted) = admission.take() {
-                    unwanted.reset();
-                }
+                admission.refused_at_quota();
                 return Err(WsaError::Mfile);
             }
-            loop {
-                if let Some(admitted) = admission.take().or_else(|| admission.admit_now()) {
-                    return Ok(admitted);
-                }
-                if !listener.blocking() {
-                    return Err(WsaError::WouldBlock);
-                }
-                admission.wait().await;
+            if listener.blocking() {
+                return admission.wait_for_connection().await.ok_or(WsaError::Inval);
             }
+            admission
+                .take()
+                .or_else(|| admission.admit_now())
+                .ok_or(WsaError::WouldBlock)
         }
         .await;
         // SPEC AS-10: any accept, failed or not, re-enables FD_ACCEPT.

@@ -25,7 +25,7 @@ use tokio::task::AbortHandle;
 use super::admission::{Admission, Admitted};
 use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
 use super::engine::{self, EventLink, Watched};
-use super::gate::{DatagramFilter, Gate, LingerGuard};
+use super::gate::{DatagramFilter, Gate, SocketSlot};
 use super::rooted::{JoinCell, Rooted};
 use super::select::SelectState;
 use super::sys;
@@ -139,6 +139,9 @@ pub(crate) struct Listening {
 pub struct Socket {
     /// The guest's capability gate (inbound filters use it).
     gate: Arc<Gate>,
+    /// This socket's place in the guest's socket quota (it moves to a
+    /// lingering close, which holds it until done).
+    slot: Option<SocketSlot>,
     /// The catalogue entry it was created from.
     pub entry: &'static ProtocolEntry,
     /// The `WSPSocket` flags.
@@ -248,6 +251,7 @@ impl Socket {
         gate: Arc<Gate>,
     ) -> Self {
         Self {
+            slot: Some(gate.slot()),
             gate,
             entry,
             flags,
@@ -291,6 +295,10 @@ impl Socket {
             old.abort();
         }
         if self.link.is_registered() {
+            if let State::Listening(listening) = &self.state {
+                // FD_ACCEPT announces only admitted connections.
+                listening.admission.admit_in_background();
+            }
             self.watcher = Some(engine::spawn(self.link.clone(), self.watched()));
         }
     }
@@ -1006,7 +1014,7 @@ const LINGER_POLL: Duration = Duration::from_millis(10);
 /// socket closes at once (SO_LINGER off) while a duplicate of it is held
 /// until the peer has acknowledged every byte, or until the linger time
 /// is up, when the connection is reset, as a lingering close does.
-async fn linger(duplicate: std::os::fd::OwnedFd, limit: Duration, _counted: LingerGuard) {
+async fn linger(duplicate: std::os::fd::OwnedFd, limit: Duration, _slot: Option<SocketSlot>) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         match sys::unsent_bytes(&duplicate) {
@@ -1040,7 +1048,7 @@ impl Socket {
         }
         let duplicate = rustix::io::dup(&**stream).ok()?;
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        Some(runtime.spawn(linger(duplicate, limit, self.gate.linger())))
+        Some(runtime.spawn(linger(duplicate, limit, self.slot.take())))
     }
 }
 
