@@ -64,7 +64,7 @@ pub use raw::sockets::{IoctlCommand, IoctlResult, Sockopt, SockoptName};
 pub use raw::types::FdEvents;
 pub use raw::types::{ErrorCode, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
 pub use socket::{
-    Socket, SocketType, enum_protocols, last_denial, socket_address, std_socket_addr,
+    Socket, SocketType, enum_protocols, last_denial, socket_address, std_socket_addr, wsabuf,
 };
 
 /// Winsock constants for `wsp-socket` (`AF_*`, `SOCK_*`, `IPPROTO_*`).

@@ -153,9 +153,10 @@ impl Socket {
         Ok(wsp::wsp_connect(self.s, socket_address(addr))?)
     }
 
-    /// `wsp-send` of one buffer.
+    /// `wsp-send` of one buffer (passed as it is, without a copy).
     pub fn send(&self, data: &[u8]) -> Result<usize> {
-        self.send_with(&[data], MessageFlags::empty(), None)
+        let length = [data.len() as u32];
+        Ok(wsp::wsp_send(self.s, data, &length, MessageFlags::empty(), None)? as usize)
     }
 
     /// `wsp-send` with every argument: the buffers go out in order as one
@@ -166,8 +167,8 @@ impl Socket {
         flags: MessageFlags,
         overlapped: Option<u64>,
     ) -> Result<usize> {
-        let buffers: Vec<Vec<u8>> = buffers.iter().map(|b| b.to_vec()).collect();
-        Ok(wsp::wsp_send(self.s, &buffers, flags, overlapped)? as usize)
+        let (data, lengths) = wsabuf(buffers);
+        Ok(wsp::wsp_send(self.s, &data, &lengths, flags, overlapped)? as usize)
     }
 
     /// Sends every byte of `data`, looping over partial sends.
@@ -191,8 +192,8 @@ impl Socket {
         to: SocketAddr,
         flags: MessageFlags,
     ) -> Result<usize> {
-        let buffers: Vec<Vec<u8>> = buffers.iter().map(|b| b.to_vec()).collect();
-        Ok(wsp::wsp_send_to(self.s, &buffers, flags, socket_address(to), None)? as usize)
+        let (data, lengths) = wsabuf(buffers);
+        Ok(wsp::wsp_send_to(self.s, &data, &lengths, flags, socket_address(to), None)? as usize)
     }
 
     /// `wsp-recv` of up to `max_len` bytes; empty means the peer closed.
@@ -308,4 +309,15 @@ pub fn enum_protocols(protocols: Option<&[i32]>) -> Vec<ProtocolInfo> {
 /// Why the host last refused this guest (`WSAEACCES`): the missing grant.
 pub fn last_denial() -> Option<String> {
     wsp::last_denial()
+}
+
+/// Several buffers as `wsp-send` takes them (Winsock's WSABUF array): their
+/// bytes back to back and each one's length.
+pub fn wsabuf<'a>(buffers: &[&'a [u8]]) -> (std::borrow::Cow<'a, [u8]>, Vec<u32>) {
+    let lengths = buffers.iter().map(|b| b.len() as u32).collect();
+    let data = match buffers {
+        [one] => std::borrow::Cow::Borrowed(*one),
+        many => std::borrow::Cow::Owned(many.concat()),
+    };
+    (data, lengths)
 }

@@ -63,6 +63,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use socket2::{Domain, Socket, Type};
+use wasp_host::net::buffers::Buffers;
 use wasp_host::net::catalog::{
     AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_WASP_RMP, SOCK_DGRAM, SOCK_STREAM,
     SocketFlags, SocketRequest,
@@ -1086,7 +1087,7 @@ async fn call(cell: &Cell, p: &mut Provider, peers: &mut Vec<Socket>) -> Result<
             let before = before_call(p)?;
             let result = bounded(
                 "wsp-send-to",
-                p.wsp_send_to(s, &[PAYLOAD.to_vec()], MsgFlags::empty(), to, None),
+                p.wsp_send_to(s, Buffers::one(PAYLOAD), MsgFlags::empty(), to, None),
             )
             .await?;
             verdict(expect, result.map(drop))?;

@@ -73,6 +73,37 @@ fn a_guest_sending_thousands_of_buffers_per_call_leaves_its_neighbour_served() {
 }
 
 #[test]
+fn a_send_of_millions_of_buffers_costs_the_host_two_copies_and_is_refused() {
+    // Issue 8 point 4: one wsp-send with 2.5 M buffers held the thread for
+    // 0.5 s and the host for 183 MiB while the list of lists was lifted.
+    // The buffers now come as their bytes and their lengths: two copies,
+    // then WSAENOBUFS above the policy's cap, nothing sent.
+    let script = after(
+        &TCP_PAIR,
+        &[
+            "repeat 20 sendmany s1 2500000",
+            "fionread s2",
+            "sendmany s1 4096",
+            "drain s2 4096",
+        ],
+    );
+    let (attacker, out) = probe_attacker(LOOPBACK, &script);
+    let report = run_beside_echo("2.5 M buffers", attacker);
+    assert_eq!(report.outcome.as_ref().expect("the guest ran"), &0);
+    let lines = lines(&out);
+    assert_eq!(
+        lines[TCP_PAIR.len()..],
+        ["err WSAENOBUFS", "ok 0", "ok 4096", "ok 4096"],
+        "{lines:?}"
+    );
+    assert!(
+        report.rss_growth() < 64 << 20,
+        "host memory stayed within the guest's own: +{} MiB",
+        report.rss_growth() >> 20
+    );
+}
+
+#[test]
 fn a_remote_flood_of_refused_peers_is_dropped_unseen_beside_a_neighbour() {
     // Issue 8 points 5 and 8: refused connections and datagrams from a
     // remote peer reach neither the guest (no FD_ACCEPT, no FD_READ) nor

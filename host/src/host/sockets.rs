@@ -9,6 +9,7 @@ use crate::bindings::types::{
     ErrorCode, FdEvents, JoinFlags, MessageFlags, ProtocolInfo, Qos, ShutdownHow as WitShutdown,
     SocketAddress, SocketFlags,
 };
+use crate::net::buffers::Buffers;
 use crate::net::catalog::{self, SocketRequest};
 use crate::net::{IoctlCommand, IoctlReply, JoinRole, OptName, OptValue, ShutdownHow};
 
@@ -46,30 +47,34 @@ impl Host for WaspCtxView<'_> {
     async fn wsp_send(
         &mut self,
         s: u32,
-        buffers: Vec<Vec<u8>>,
+        data: Vec<u8>,
+        lengths: Vec<u32>,
         flags: MessageFlags,
         overlapped: Option<u64>,
     ) -> Result<u32> {
+        let buffers = Buffers::new(&data, &lengths);
         let sent = self
             .ctx
             .provider
-            .wsp_send(s, &buffers, msg_flags(flags), overlapped);
+            .wsp_send(s, buffers, msg_flags(flags), overlapped);
         Ok(sent.await?)
     }
 
     async fn wsp_send_to(
         &mut self,
         s: u32,
-        buffers: Vec<Vec<u8>>,
+        data: Vec<u8>,
+        lengths: Vec<u32>,
         flags: MessageFlags,
         to: SocketAddress,
         overlapped: Option<u64>,
     ) -> Result<u32> {
         let to = socket_addr(to);
+        let buffers = Buffers::new(&data, &lengths);
         let sent = self
             .ctx
             .provider
-            .wsp_send_to(s, &buffers, msg_flags(flags), to, overlapped);
+            .wsp_send_to(s, buffers, msg_flags(flags), to, overlapped);
         Ok(sent.await?)
     }
 

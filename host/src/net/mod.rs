@@ -2,6 +2,7 @@
 //! guest. No WebAssembly types appear here (DESIGN §2).
 
 pub mod admission;
+pub mod buffers;
 pub mod catalog;
 pub mod engine;
 pub mod gate;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::buffers::Buffers;
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::EventLink;
 use super::gate::{DenialCounts, DeniedBy, Gate};
@@ -463,28 +464,28 @@ impl Provider {
 
     /// The policy's bound on the buffers of one send call: more is
     /// `WSAENOBUFS` and nothing is sent (a bad descriptor still comes
-    /// first: `WSAENOTSOCK`).
-    fn check_buffer_count(&mut self, s: u32, buffers: &[Vec<u8>]) -> Result<(), WsaError> {
+    /// first: `WSAENOTSOCK`); then the bytes to send.
+    fn check_buffers<'a>(&mut self, s: u32, buffers: &Buffers<'a>) -> Result<&'a [u8], WsaError> {
         let max = self.policy().limits().max_buffers_per_call as usize;
         self.socket(s)?;
-        if buffers.len() > max {
+        if buffers.count() > max {
             return Err(WsaError::NoBufs);
         }
-        Ok(())
+        buffers.bytes()
     }
 
     /// WSPSend (SPEC SE-1..SE-8).
     pub async fn wsp_send(
         &mut self,
         s: u32,
-        buffers: &[Vec<u8>],
+        buffers: Buffers<'_>,
         flags: MsgFlags,
         overlapped: Option<u64>,
     ) -> Result<u32, WsaError> {
-        self.check_buffer_count(s, buffers)?;
+        let data = self.check_buffers(s, &buffers)?;
         if matches!(self.socket(s)?.rooted, Some(Rooted::Root { .. })) {
             self.socket(s)?.check_send(flags)?;
-            let result = self.send_to_leaves(s, buffers, flags).await;
+            let result = self.send_to_leaves(s, data, flags).await;
             return sent(self.socket(s)?, result);
         }
         let sock = self.socket(s)?;
@@ -492,13 +493,13 @@ impl Provider {
             sock.check_send(flags)?;
             sock.check_overlapped(overlapped)?;
             match sock.entry.kind {
-                SocketKind::Stream => sock.send_stream(buffers, flags).await,
+                SocketKind::Stream => sock.send_stream(data, flags).await,
                 SocketKind::Datagram => match (&sock.membership, sock.peer_addr()) {
-                    (_, Some(_)) => sock.send_datagram(buffers, None).await,
+                    (_, Some(_)) => sock.send_datagram(data, None).await,
                     // A joined session is the default peer (SPEC JL-3).
                     (Some(m), None) if m.sends => {
                         let group = m.group;
-                        sock.send_datagram(buffers, Some(group)).await
+                        sock.send_datagram(data, Some(group)).await
                     }
                     (Some(_), None) => Err(WsaError::Shutdown),
                     (None, None) => Err(WsaError::NotConn),
@@ -515,26 +516,25 @@ impl Provider {
     pub async fn wsp_send_to(
         &mut self,
         s: u32,
-        buffers: &[Vec<u8>],
+        buffers: Buffers<'_>,
         flags: MsgFlags,
         to: SocketAddr,
         overlapped: Option<u64>,
     ) -> Result<u32, WsaError> {
-        self.check_buffer_count(s, buffers)?;
+        let data = self.check_buffers(s, &buffers)?;
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
         let result = async {
             sock.check_send(flags)?;
             sock.check_overlapped(overlapped)?;
             match sock.entry.kind {
-                SocketKind::Stream => sock.send_stream(buffers, flags).await,
+                SocketKind::Stream => sock.send_stream(data, flags).await,
                 SocketKind::Datagram => {
                     sock.check_family(&to)?;
                     if to.ip().is_unspecified() || to.port() == 0 {
                         return Err(WsaError::AddrNotAvail);
                     }
-                    let total: usize = buffers.iter().map(Vec::len).sum();
-                    if total > sock.entry.max_msg_size as usize {
+                    if data.len() > sock.entry.max_msg_size as usize {
                         return Err(WsaError::MsgSize);
                     }
                     if sock
@@ -545,7 +545,7 @@ impl Provider {
                         return Err(WsaError::Shutdown);
                     }
                     let to = guard.destination(sock, to, NetUse::SendTo)?;
-                    sock.send_datagram(buffers, Some(to)).await
+                    sock.send_datagram(data, Some(to)).await
                 }
             }
         }
@@ -892,7 +892,7 @@ impl Provider {
     async fn send_to_leaves(
         &mut self,
         s: u32,
-        buffers: &[Vec<u8>],
+        data: &[u8],
         flags: MsgFlags,
     ) -> Result<u32, WsaError> {
         let leaves = match &self.socket(s)?.rooted {
@@ -909,7 +909,7 @@ impl Provider {
             sock.refresh_connect();
             let was_nonblocking = std::mem::replace(&mut sock.nonblocking, false);
             let sent =
-                tokio::time::timeout(rooted::FANOUT_STALL, sock.send_stream(buffers, flags)).await;
+                tokio::time::timeout(rooted::FANOUT_STALL, sock.send_stream(data, flags)).await;
             sock.nonblocking = was_nonblocking;
             match sent {
                 Ok(Ok(_)) => reached += 1,
@@ -932,8 +932,7 @@ impl Provider {
         if reached == 0 {
             return Err(WsaError::NotConn);
         }
-        let total: usize = buffers.iter().map(Vec::len).sum();
-        Ok(total as u32)
+        Ok(data.len() as u32)
     }
 
     /// WSPShutdown.
@@ -1247,7 +1246,7 @@ mod tests {
         let sent = p
             .wsp_send(
                 client,
-                &[b"ab".to_vec(), b"cd".to_vec()],
+                Buffers::new(b"abcd", &[2, 2]),
                 MsgFlags::empty(),
                 None,
             )
@@ -1270,7 +1269,7 @@ mod tests {
         let s = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
         let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let sent = p
-            .wsp_send_to(s, &[b"x".to_vec()], MsgFlags::empty(), to, None)
+            .wsp_send_to(s, Buffers::one(b"x"), MsgFlags::empty(), to, None)
             .await;
         assert_eq!(sent, Err(WsaError::Acces));
         assert_eq!(
@@ -1288,7 +1287,9 @@ mod tests {
         p.wsp_bind(s, any_port()).unwrap();
         let me = p.wsp_get_sock_name(s).unwrap();
         let big = vec![0u8; 65_508];
-        let sent = p.wsp_send_to(s, &[big], MsgFlags::empty(), me, None).await;
+        let sent = p
+            .wsp_send_to(s, Buffers::one(&big), MsgFlags::empty(), me, None)
+            .await;
         assert_eq!(sent, Err(WsaError::MsgSize));
         p.wsp_ioctl(s, IoctlCommand::NonBlocking(true)).unwrap();
         let got = p.wsp_recv(s, 70_000, MsgFlags::empty()).await;
@@ -1370,7 +1371,7 @@ mod tests {
         p.wsp_bind(b, any_port()).unwrap();
         let queue = MessageQueue::new(8);
         p.wsp_async_select(a, &queue, 9, FdEvents::READ).unwrap();
-        p.wsp_send_to(b, &[b"refused".to_vec()], MsgFlags::empty(), me, None)
+        p.wsp_send_to(b, Buffers::one(b"refused"), MsgFlags::empty(), me, None)
             .await
             .unwrap();
         let posted = queue.get(Some(std::time::Duration::from_millis(200))).await;
@@ -1402,7 +1403,7 @@ mod tests {
         let s = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
         p.wsp_bind(s, any_port()).unwrap();
         let me = p.wsp_get_sock_name(s).unwrap();
-        p.wsp_send_to(s, &[vec![7u8; 4000]], MsgFlags::empty(), me, None)
+        p.wsp_send_to(s, Buffers::one(&[7u8; 4000]), MsgFlags::empty(), me, None)
             .await
             .unwrap();
         // The datagram does not fit in what the guest can hold.
@@ -1454,7 +1455,7 @@ mod tests {
         let me = p.wsp_get_sock_name(a).unwrap();
         let queue = MessageQueue::new(8);
         p.wsp_async_select(a, &queue, 9, FdEvents::READ).unwrap();
-        p.wsp_send_to(a, &[b"ping".to_vec()], MsgFlags::empty(), me, None)
+        p.wsp_send_to(a, Buffers::one(b"ping"), MsgFlags::empty(), me, None)
             .await
             .unwrap();
         let message = queue

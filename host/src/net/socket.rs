@@ -9,7 +9,7 @@
 //! readiness; a blocking call therefore suspends only its own guest.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -679,36 +679,29 @@ impl Socket {
         Ok(())
     }
 
-    /// Sends `buffers` in order as one stream write (SPEC SE-1, SE-3):
-    /// blocking sockets send everything, non-blocking ones what fits.
-    pub async fn send_stream(
-        &mut self,
-        buffers: &[Vec<u8>],
-        flags: MsgFlags,
-    ) -> Result<u32, WsaError> {
+    /// Sends `data` (the call's buffers, in order) as one stream write
+    /// (SPEC SE-1, SE-3): blocking sockets send everything, non-blocking
+    /// ones what fits.
+    pub async fn send_stream(&mut self, data: &[u8], flags: MsgFlags) -> Result<u32, WsaError> {
         self.refresh_connect();
         let State::Connected(stream) = &self.state else {
             return Err(WsaError::NotConn);
         };
-        let total: usize = buffers.iter().map(Vec::len).sum();
-        let total = u32::try_from(total).map_err(|_| WsaError::NoBufs)?;
+        let total = u32::try_from(data.len()).map_err(|_| WsaError::NoBufs)?;
         let mut native_flags = libc::MSG_NOSIGNAL;
         if flags.contains(MsgFlags::OOB) {
             native_flags |= libc::MSG_OOB;
         }
         let blocking = self.blocking();
-        let mut joined = Vec::new();
-        let mut slices = io_slices(buffers, &mut joined);
-        let mut rest: &mut [IoSlice<'_>] = &mut slices;
         let mut sent = 0u32;
         while sent < total {
+            let rest = &data[sent as usize..];
             let result = run_io!(stream, blocking, Interest::WRITABLE, || {
-                SockRef::from(stream).send_vectored_with_flags(rest, native_flags)
+                SockRef::from(stream).send_with_flags(rest, native_flags)
             });
             match result {
                 Ok(n) => {
                     sent += n as u32;
-                    IoSlice::advance_slices(&mut rest, n);
                     if !blocking {
                         break;
                     }
@@ -724,32 +717,30 @@ impl Socket {
         Ok(sent)
     }
 
-    /// Sends `buffers` as one datagram to `to`, or to the connected peer
-    /// (SPEC SE-1, SE-4). The caller has checked the policy.
+    /// Sends `data` (the call's buffers, in order) as one datagram to
+    /// `to`, or to the connected peer (SPEC SE-1, SE-4). The caller has
+    /// checked the policy.
     pub async fn send_datagram(
         &mut self,
-        buffers: &[Vec<u8>],
+        data: &[u8],
         to: Option<SocketAddr>,
     ) -> Result<u32, WsaError> {
         let State::Datagram(udp) = &self.state else {
             return Err(WsaError::Inval);
         };
-        let total: usize = buffers.iter().map(Vec::len).sum();
-        if total > self.entry.max_msg_size as usize {
+        if data.len() > self.entry.max_msg_size as usize {
             return Err(WsaError::MsgSize);
         }
-        let mut joined = Vec::new();
-        let slices = io_slices(buffers, &mut joined);
         let native_flags = libc::MSG_NOSIGNAL;
         let sent = match to {
             Some(to) => {
                 let to = SockAddr::from(to);
                 run_io!(udp, self.blocking(), Interest::WRITABLE, || {
-                    SockRef::from(udp).send_to_vectored_with_flags(&slices, &to, native_flags)
+                    SockRef::from(udp).send_to_with_flags(data, &to, native_flags)
                 })
             }
             None => run_io!(udp, self.blocking(), Interest::WRITABLE, || {
-                SockRef::from(udp).send_vectored_with_flags(&slices, native_flags)
+                SockRef::from(udp).send_with_flags(data, native_flags)
             }),
         }?;
         Ok(sent as u32)
@@ -932,20 +923,6 @@ impl Socket {
         self.sock_ref()?.set_linger(linger)?;
         Ok(())
     }
-}
-
-/// Most buffers one system call takes (Linux's IOV_MAX).
-const IOV_MAX: usize = 1024;
-
-/// The buffers of one send as I/O slices; more than [`IOV_MAX`] are
-/// joined into `joined` first, so the kernel sees the same bytes in one
-/// slice.
-fn io_slices<'a>(buffers: &'a [Vec<u8>], joined: &'a mut Vec<u8>) -> Vec<IoSlice<'a>> {
-    if buffers.len() <= IOV_MAX {
-        return buffers.iter().map(|b| IoSlice::new(b)).collect();
-    }
-    *joined = buffers.concat();
-    vec![IoSlice::new(joined)]
 }
 
 /// Tells whether the kernel treats an address as broadcast: the limited

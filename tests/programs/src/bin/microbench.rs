@@ -37,7 +37,8 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
     let (s, name) = udp_socket();
-    let payload = vec![vec![7u8; 64]];
+    let payload = [7u8; 64];
+    let length = [payload.len() as u32];
 
     // The cheapest SPI call: a descriptor lookup and an address back.
     let start = Instant::now();
@@ -49,7 +50,7 @@ fn main() {
     // A datagram to itself and back, no events registered.
     let start = Instant::now();
     for _ in 0..iters {
-        wsp::wsp_send_to(s, &payload, MessageFlags::empty(), name, None).expect("send");
+        wsp::wsp_send_to(s, &payload, &length, MessageFlags::empty(), name, None).expect("send");
         wsp::wsp_recv(s, 64, MessageFlags::empty()).expect("recv");
     }
     let plain = per_op(iters, start);
@@ -61,7 +62,7 @@ fn main() {
     wsp::wsp_async_select(s, &queue, 1, FdEvents::READ).expect("select");
     let start = Instant::now();
     for _ in 0..iters {
-        wsp::wsp_send_to(s, &payload, MessageFlags::empty(), name, None).expect("send");
+        wsp::wsp_send_to(s, &payload, &length, MessageFlags::empty(), name, None).expect("send");
         queue.get(None).expect("message");
         wsp::wsp_recv(s, 64, MessageFlags::empty()).expect("recv");
     }
@@ -79,7 +80,7 @@ fn main() {
     let start = Instant::now();
     for _ in 0..rounds {
         for (_, to) in &sockets {
-            wsp::wsp_send_to(s, &payload, MessageFlags::empty(), *to, None).expect("send");
+            wsp::wsp_send_to(s, &payload, &length, MessageFlags::empty(), *to, None).expect("send");
         }
         let mut got = 0;
         while got < sockets.len() {

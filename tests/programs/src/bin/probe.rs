@@ -18,7 +18,7 @@ use wasp_guest::{
     IoctlCommand, IoctlResult, MessageFlags, ShutdownHow, SocketFlags, Sockopt, SockoptName,
     WsaError,
 };
-use wasp_guest::{socket_address as to_wit, std_socket_addr as from_wit};
+use wasp_guest::{socket_address as to_wit, std_socket_addr as from_wit, wsabuf};
 
 struct Probe {
     sockets: Vec<u32>,
@@ -197,9 +197,11 @@ impl Probe {
             ),
             // send S TEXT|@N [oob] [partial] [token=N]
             "send" => {
+                let data = payload(arg(2));
                 let sent = wsp::wsp_send(
                     self.sock(arg(1)),
-                    &[payload(arg(2))],
+                    &data,
+                    &[data.len() as u32],
                     flags_of(&w[3..]),
                     token_of(&w[3..]),
                 )?;
@@ -208,18 +210,28 @@ impl Probe {
             // sendv S a|b|c: several buffers, one call
             "sendv" => {
                 let buffers: Vec<Vec<u8>> = arg(2).split('|').map(payload).collect();
-                Ok(
-                    wsp::wsp_send(self.sock(arg(1)), &buffers, flags_of(&w[3..]), None)?
-                        .to_string(),
-                )
+                let slices: Vec<&[u8]> = buffers.iter().map(Vec::as_slice).collect();
+                let (data, lengths) = wsabuf(&slices);
+                let flags = flags_of(&w[3..]);
+                Ok(wsp::wsp_send(self.sock(arg(1)), &data, &lengths, flags, None)?.to_string())
+            }
+            // sendmany S N: one send of N one-byte buffers
+            "sendmany" => {
+                let n: usize = arg(2).parse().expect("count");
+                let (data, lengths) = (vec![b'm'; n], vec![1u32; n]);
+                let flags = MessageFlags::empty();
+                Ok(wsp::wsp_send(self.sock(arg(1)), &data, &lengths, flags, None)?.to_string())
             }
             // sendto S ADDR TEXT|@N [flags]
             "sendto" => {
                 let buffers: Vec<Vec<u8>> = arg(3).split('|').map(payload).collect();
+                let slices: Vec<&[u8]> = buffers.iter().map(Vec::as_slice).collect();
+                let (data, lengths) = wsabuf(&slices);
                 let to = to_wit(self.addr(arg(2)));
                 Ok(wsp::wsp_send_to(
                     self.sock(arg(1)),
-                    &buffers,
+                    &data,
+                    &lengths,
                     flags_of(&w[4..]),
                     to,
                     token_of(&w[4..]),
@@ -355,7 +367,8 @@ impl Probe {
                 for _ in 0..100_000 {
                     match wsp::wsp_send(
                         s,
-                        std::slice::from_ref(&chunk),
+                        &chunk,
+                        &[chunk.len() as u32],
                         MessageFlags::empty(),
                         None,
                     ) {
@@ -608,7 +621,9 @@ impl Probe {
                 let pause = MessageQueue::new(1);
                 wsp::wsp_ioctl(s, IoctlCommand::Fionbio(true))?;
                 for attempt in 1..=times {
-                    wsp::wsp_send_to(s, &[payload(arg(3))], MessageFlags::empty(), to, None)?;
+                    let data = payload(arg(3));
+                    let length = [data.len() as u32];
+                    wsp::wsp_send_to(s, &data, &length, MessageFlags::empty(), to, None)?;
                     pause.get(Some(arg(6).parse().expect("milliseconds")));
                     while let Ok((data, from)) = wsp::wsp_recv_from(s, 1024, MessageFlags::empty())
                     {
