@@ -1198,7 +1198,7 @@ mod tests {
     use crate::net::catalog::{
         AF_INET, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM, SocketFlags,
     };
-    use crate::policy::Transport;
+    use crate::policy::{PolicyBuilder, Transport};
 
     fn loopback() -> Provider {
         let net = "127.0.0.0/8".parse().unwrap();
@@ -1215,6 +1215,16 @@ mod tests {
             .grant(NetUse::RecvFrom, net, 0..=u16::MAX)
             .build();
         Provider::new(Arc::new(policy), "test")
+    }
+
+    /// UDP on 127.0.0.0/8, datagrams admitted from `recv_from` only.
+    fn udp_policy(recv_from: &str) -> PolicyBuilder {
+        let net = "127.0.0.0/8".parse().unwrap();
+        Policy::builder()
+            .allow_protocol(Transport::Udp)
+            .grant(NetUse::Bind, net, 0..=u16::MAX)
+            .grant(NetUse::SendTo, net, 0..=u16::MAX)
+            .grant(NetUse::RecvFrom, recv_from.parse().unwrap(), 0..=u16::MAX)
     }
 
     fn request(socket_type: i32, protocol: i32) -> SocketRequest {
@@ -1353,17 +1363,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_datagrams_are_purged_before_anything_sees_them() {
-        let policy = Policy::builder()
-            .allow_protocol(Transport::Udp)
-            .grant(NetUse::Bind, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
-            .grant(NetUse::SendTo, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
-            .grant(
-                NetUse::RecvFrom,
-                "127.0.0.9/32".parse().unwrap(),
-                0..=u16::MAX,
-            )
-            .build();
-        let mut p = Provider::new(Arc::new(policy), "test");
+        let mut p = Provider::new(Arc::new(udp_policy("127.0.0.9/32").build()), "test");
         let a = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
         p.wsp_bind(a, any_port()).unwrap();
         let me = p.wsp_get_sock_name(a).unwrap();
@@ -1387,17 +1387,7 @@ mod tests {
     async fn a_receive_never_asks_the_host_for_more_than_the_guest_can_hold() {
         // Issue 8 point 8: a 1 GiB MSG_WAITALL receive took the host to
         // 1 GiB under a policy allowing it.
-        let policy = Policy::builder()
-            .allow_protocol(Transport::Udp)
-            .grant(NetUse::Bind, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
-            .grant(NetUse::SendTo, "127.0.0.0/8".parse().unwrap(), 0..=u16::MAX)
-            .grant(
-                NetUse::RecvFrom,
-                "127.0.0.0/8".parse().unwrap(),
-                0..=u16::MAX,
-            )
-            .max_recv_len(u32::MAX)
-            .build();
+        let policy = udp_policy("127.0.0.0/8").max_recv_len(u32::MAX).build();
         let mut p = Provider::new(Arc::new(policy), "test");
         p.set_memory_limit(1000);
         let s = p.wsp_socket(&request(SOCK_DGRAM, IPPROTO_UDP)).unwrap();
