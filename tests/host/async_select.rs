@@ -447,6 +447,43 @@ fn as_20_connect_reports_refusal_and_datagram_connects_at_once() {
 }
 
 #[test]
+fn as_20_an_accepted_socket_never_gets_fd_connect() {
+    // Issue 9 point 1: FD_CONNECT is for a connection the socket initiated;
+    // an accepted socket gets none, inherited (AS-7) or registered.
+    expect(
+        LOOPBACK,
+        &[
+            "queue 8",
+            "socket 2 1 6",
+            "bind s0 127.0.0.1:0",
+            "listen s0 4",
+            "select s0 q0 1 accept connect write",
+            "socket 2 1 6",
+            "connect s1 @s0",
+            "await q0 s0 accept 10000",
+            "accept s0",
+            "await q0 s2 write 10000",
+            "select s2 q0 2 connect read write",
+            "get q0 300",
+        ],
+        &[
+            "*",
+            "*",
+            "*",
+            "*",
+            "ok",
+            "*",
+            "ok",
+            "ok msg=1 s=s0 event=accept error=none lparam=0x8",
+            "ok s2 127.0.0.1:*",
+            "ok msg=1 s=s2 event=write error=none lparam=0x2",
+            "ok",
+            "ok msg=2 s=s2 event=write error=none lparam=0x2",
+        ],
+    );
+}
+
+#[test]
 fn as_22_accept_is_level_triggered() {
     expect(
         LOOPBACK,

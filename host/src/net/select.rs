@@ -185,10 +185,9 @@ impl SelectState {
             // AS-15: "also on registration if a send is possible".
             self.write_owed = true;
         }
-        if mask.contains(FdEvents::CONNECT) && self.connected && self.connect_outcome.is_none() {
-            // AS-20: "on registration if a connection is established".
-            self.connect_outcome = Some(None);
-        }
+        // AS-20: FD_CONNECT on registration only for a connection this
+        // socket initiated (its outcome is kept from `connect_finished`);
+        // an accepted socket never gets one.
     }
 
     /// The socket was connected or accepted (FD_WRITE is owed, AS-15).
@@ -628,9 +627,27 @@ mod tests {
     #[test]
     fn as_20_connect_on_registration_when_already_connected() {
         let mut s = SelectState::new();
-        s.connected();
+        s.connect_started();
+        s.connect_finished(None);
         s.register(FdEvents::CONNECT, 1);
         assert_eq!(s.take_due(), vec![n(FdEvents::CONNECT)]);
+    }
+
+    #[test]
+    fn as_20_an_accepted_socket_never_gets_fd_connect() {
+        // Issue 9 point 1: "the connection that was initiated on socket s
+        // has completed" — an accepted socket initiated nothing, whether it
+        // inherits FD_CONNECT (AS-7) or registers it itself.
+        let mut listener = SelectState::new();
+        listener.register(FdEvents::CONNECT | FdEvents::WRITE, 3);
+        let mut accepted = listener.inherit();
+        accepted.observe(Conditions {
+            writable: true,
+            ..Default::default()
+        });
+        assert_eq!(accepted.take_due(), vec![n(FdEvents::WRITE)]);
+        accepted.register(FdEvents::CONNECT | FdEvents::READ, 4);
+        assert_eq!(accepted.take_due(), vec![]);
     }
 
     #[test]
