@@ -36,8 +36,19 @@
 //!   [`last_denial`] names the missing grant;
 //! - the window of WSPAsyncSelect is a guest-owned [`EventQueue`]; the
 //!   guest pulls its messages, nothing calls into it;
-//! - FD_CONNECT is posted at registration when the socket is already
-//!   connected (SPEC AS-20), which Windows does not always do;
+//! - FD_CONNECT is posted at registration when a connection the socket
+//!   initiated is already established (SPEC AS-20), which Windows does not
+//!   always do; an accepted socket never gets FD_CONNECT;
+//! - at the socket quota, `accept` is WSAEMFILE and re-enables FD_ACCEPT
+//!   (AS-10), but FD_ACCEPT is posted again only once the guest has room
+//!   for the connection (a socket closed), so a message loop at its quota
+//!   does not spin; the connection waits meanwhile;
+//! - a listener registered with WSPAsyncSelect announces only connections
+//!   the policy admits (others are reset unseen), and a rooted joiner only
+//!   once its caller data is in;
+//! - SO_REUSEADDR on a datagram socket is remembered but never shares a
+//!   port natively; SO_RCVBUF and SO_SNDBUF are clamped to the policy's
+//!   budget;
 //! - WSPJoinLeaf offers IP multicast (no caller data: WSAEPROTONOSUPPORT)
 //!   and wasp's own rooted protocol (253) over TCP, where a leaf's data
 //!   reaches the root on that leaf's c_leaf descriptor; QoS is best effort

@@ -484,6 +484,48 @@ fn as_20_an_accepted_socket_never_gets_fd_connect() {
 }
 
 #[test]
+fn as_10_an_accept_refused_with_wsaemfile_re_enables_fd_accept() {
+    // Issue 9 point 10. At the quota, FD_ACCEPT is posted again once there
+    // is room (see the SDK's "where wasp differs from Windows").
+    let three = format!("{LOOPBACK}\n[limits]\nmax-sockets = 3\n");
+    expect(
+        &three,
+        &[
+            "queue 8",
+            "socket 2 1 6",
+            "bind s0 127.0.0.1:0",
+            "listen s0 4",
+            "select s0 q0 1 accept",
+            "socket 2 1 6",
+            "connect s1 @s0",
+            "get q0 10000",
+            "socket 2 2 17",
+            "accept s0",
+            "get q0 300",
+            "close s2",
+            "get q0 10000",
+            "accept s0",
+        ],
+        &[
+            "*",
+            "*",
+            "*",
+            "*",
+            "ok",
+            "*",
+            "ok",
+            "ok msg=1 s=s0 event=accept error=none lparam=0x8",
+            "ok s2",
+            "err WSAEMFILE",
+            "ok none",
+            "ok",
+            "ok msg=1 s=s0 event=accept error=none lparam=0x8",
+            "ok s3 127.0.0.1:*",
+        ],
+    );
+}
+
+#[test]
 fn as_22_accept_is_level_triggered() {
     expect(
         LOOPBACK,

@@ -377,3 +377,39 @@ fn se_8_the_buffers_are_captured_during_the_call() {
         &skip_pair(&["ok 11", "ok 5", "ok \"firstsecondthird\""]),
     );
 }
+
+#[test]
+fn se_1_se_2_more_buffers_than_the_kernel_takes_go_out_as_one_write_and_one_datagram() {
+    // Issue 9 point 9: 2,000 buffers (the kernel takes 1,024 per call) are
+    // one stream write and one datagram.
+    let buffers = vec!["ab"; 2000].join("|");
+    let send = format!("sendv s1 {buffers}");
+    let send_to = format!("sendto s3 @s4 {buffers}");
+    expect(
+        LOOPBACK,
+        &after(
+            &TCP_PAIR,
+            &[
+                &send,
+                "drain s2 4000",
+                "socket 2 2 17",
+                "socket 2 2 17",
+                "bind s4 127.0.0.1:0",
+                &send_to,
+                "recvfrom s4 8000",
+            ],
+        ),
+        &skipping(
+            &TCP_PAIR,
+            &[
+                "ok 4000",
+                "ok 4000",
+                "*",
+                "*",
+                "ok",
+                "ok 4000",
+                "ok len=4000 127.0.0.1:*",
+            ],
+        ),
+    );
+}
