@@ -447,6 +447,28 @@ fn as_20_connect_reports_refusal_and_datagram_connects_at_once() {
 }
 
 #[test]
+fn as_20_a_connect_that_fails_at_once_posts_fd_connect_with_its_error() {
+    // Issue 9 point 2: an AF_INET socket given an IPv6 address.
+    expect(
+        LOOPBACK,
+        &[
+            "queue 8",
+            "socket 2 1 6",
+            "select s0 q0 4 connect",
+            "connect s0 [::1]:80",
+            "get q0 10000",
+        ],
+        &[
+            "*",
+            "*",
+            "ok",
+            "err WSAEAFNOSUPPORT",
+            "ok msg=4 s=s0 event=connect error=WSAEAFNOSUPPORT lparam=0x273f0010",
+        ],
+    );
+}
+
+#[test]
 fn as_20_an_accepted_socket_never_gets_fd_connect() {
     // Issue 9 point 1: FD_CONNECT is for a connection the socket initiated;
     // an accepted socket gets none, inherited (AS-7) or registered.

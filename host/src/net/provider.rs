@@ -449,7 +449,9 @@ impl Provider {
     pub async fn wsp_connect(&mut self, s: u32, addr: SocketAddr) -> Result<(), WsaError> {
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
-        sock.check_family(&addr)?;
+        // SPEC AS-20: "even when it fails immediately", with its error.
+        sock.check_family(&addr)
+            .map_err(|err| sock.failed_at_once(err))?;
         if addr.ip().is_unspecified() || addr.port() == 0 {
             return Err(WsaError::AddrNotAvail);
         }

@@ -616,7 +616,7 @@ impl Socket {
 
     /// SPEC AS-20: a connect that fails at once still reports FD_CONNECT
     /// with its error.
-    fn failed_at_once(&self, err: WsaError) -> WsaError {
+    pub(crate) fn failed_at_once(&self, err: WsaError) -> WsaError {
         self.link.update(|s| {
             s.connect_started();
             s.connect_finished(Some(err));
