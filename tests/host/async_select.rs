@@ -296,24 +296,28 @@ fn as_15_write_after_connect_then_after_would_block() {
 }
 
 #[test]
-fn as_15_datagram_sockets_get_write_after_bind() {
+fn as_15_datagram_sockets_get_write_on_registration_bound_or_not() {
+    // Issue 9 point 3: a send is possible on an unbound datagram socket
+    // (send-to binds it implicitly), so registration posts FD_WRITE; the
+    // bind that follows posts no second one (optional per AS-15) until a
+    // send re-enables it.
     expect(
         LOOPBACK,
         &[
             "queue 8",
             "socket 2 2 17",
             "select s0 q0 6 write",
-            "get q0 200",
-            "bind s0 127.0.0.1:0",
             "get q0 10000",
+            "bind s0 127.0.0.1:0",
+            "get q0 200",
         ],
         &[
             "*",
             "*",
             "ok",
-            "ok none",
-            "ok",
             "ok msg=6 s=s0 event=write error=none lparam=0x2",
+            "ok",
+            "ok none",
         ],
     );
 }

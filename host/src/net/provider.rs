@@ -624,7 +624,9 @@ impl Provider {
         }
         sock.nonblocking = true;
         sock.refresh_connect();
-        if sock.entry.kind == SocketKind::Datagram && sock.bound_addr().is_some() {
+        if sock.entry.kind == SocketKind::Datagram {
+            // SPEC AS-15: a send is possible on registration, bound or not
+            // (send-to binds an unbound socket implicitly).
             sock.link.update(SelectState::datagram_bound);
         }
         sock.link.register(queue, msg, events);
