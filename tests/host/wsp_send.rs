@@ -413,3 +413,34 @@ fn se_1_se_2_more_buffers_than_the_kernel_takes_go_out_as_one_write_and_one_data
         ),
     );
 }
+
+#[test]
+fn se_6_a_send_after_the_peers_reset_is_wsaeconnreset_also_when_registered() {
+    // Issue 9 point 6: the event engine's look at the reset socket took its
+    // pending error, and the next send said WSAESHUTDOWN.
+    expect(
+        LOOPBACK,
+        &after(
+            &TCP_PAIR,
+            &[
+                "queue 8",
+                "select s2 q0 1 close",
+                "setopt s1 linger 0",
+                "close s1",
+                "get q0 10000",
+                "send s2 x",
+            ],
+        ),
+        &skipping(
+            &TCP_PAIR,
+            &[
+                "ok q0",
+                "ok",
+                "ok",
+                "ok",
+                "ok msg=1 s=s2 event=close error=WSAECONNRESET*",
+                "err WSAECONNRESET",
+            ],
+        ),
+    );
+}

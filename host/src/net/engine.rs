@@ -111,6 +111,12 @@ impl EventLink {
         self.lock().state.mask()
     }
 
+    /// The error of an abortive close the engine saw (its look at the
+    /// socket consumed the socket's pending error), if any.
+    pub fn close_error(&self) -> Option<WsaError> {
+        self.lock().state.close_error()
+    }
+
     /// The connect error the engine saw first, if any.
     pub fn take_connect_error(&self) -> Option<WsaError> {
         self.lock().connect_error.take()

@@ -226,6 +226,11 @@ impl SelectState {
         self.close_outcome.is_some()
     }
 
+    /// The error of an abortive close that has arrived, if any (SPEC AS-17).
+    pub fn close_error(&self) -> Option<WsaError> {
+        self.close_outcome.flatten()
+    }
+
     /// Whether FD_WRITE is owed (the engine then watches for room).
     pub fn write_owed(&self) -> bool {
         self.write_owed

@@ -707,7 +707,7 @@ impl Socket {
                     }
                 }
                 Err(e) if sent > 0 && is_wouldblock(&e) => break,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(self.send_error(e)),
             }
         }
         if total == 0 {
@@ -715,6 +715,19 @@ impl Socket {
             SockRef::from(stream).send_with_flags(&[], native_flags)?;
         }
         Ok(sent)
+    }
+
+    /// The Winsock error of a failed stream send. After the peer's reset
+    /// the kernel reports a broken pipe once the reset's error was read —
+    /// by the event engine's look at the socket, if it is registered — but
+    /// the send fails because of the reset (SPEC SE-6: WSAECONNRESET).
+    fn send_error(&self, err: io::Error) -> WsaError {
+        match WsaError::from(err) {
+            WsaError::Shutdown if !self.send_shut => {
+                self.link.close_error().unwrap_or(WsaError::Shutdown)
+            }
+            other => other,
+        }
     }
 
     /// Sends `data` (the call's buffers, in order) as one datagram to
