@@ -552,6 +552,54 @@ fn as_10_an_accept_refused_with_wsaemfile_re_enables_fd_accept() {
 }
 
 #[test]
+fn as_14_fd_close_persists_a_new_registration_posts_it_again() {
+    // Issue 9 point 4 (seed FD_CLOSE case 1), graceful and reset.
+    expect(
+        LOOPBACK,
+        &after(
+            &TCP_PAIR,
+            &[
+                "queue 8",
+                "select s2 q0 1 close",
+                "close s1",
+                "get q0 10000",
+                "select s2 q0 2 close read",
+                "get q0 10000",
+                "socket 2 1 6",
+                "connect s3 @s0",
+                "accept s0",
+                "select s4 q0 3 close",
+                "setopt s3 linger 0",
+                "close s3",
+                "get q0 10000",
+                "select s4 q0 4 close",
+                "get q0 10000",
+            ],
+        ),
+        &skipping(
+            &TCP_PAIR,
+            &[
+                "ok q0",
+                "ok",
+                "ok",
+                "ok msg=1 s=s2 event=close error=none lparam=0x20",
+                "ok",
+                "ok msg=2 s=s2 event=close error=none lparam=0x20",
+                "ok s3",
+                "ok",
+                "ok s4 127.0.0.1:*",
+                "ok",
+                "ok",
+                "ok",
+                "ok msg=3 s=s4 event=close error=WSAECONNRESET*",
+                "ok",
+                "ok msg=4 s=s4 event=close error=WSAECONNRESET*",
+            ],
+        ),
+    );
+}
+
+#[test]
 fn as_22_accept_is_level_triggered() {
     expect(
         LOOPBACK,

@@ -188,6 +188,9 @@ impl SelectState {
         // AS-20: FD_CONNECT on registration only for a connection this
         // socket initiated (its outcome is kept from `connect_finished`);
         // an accepted socket never gets one.
+        // AS-14 (seed FD_CLOSE case 1): a connection already closed posts
+        // FD_CLOSE again at each registration, with its error.
+        self.spent.remove(FdEvents::CLOSE);
     }
 
     /// The socket was connected or accepted (FD_WRITE is owed, AS-15).
@@ -636,6 +639,21 @@ mod tests {
         s.connect_finished(None);
         s.register(FdEvents::CONNECT, 1);
         assert_eq!(s.take_due(), vec![n(FdEvents::CONNECT)]);
+    }
+
+    #[test]
+    fn as_14_fd_close_is_posted_again_at_each_registration_once_closed() {
+        // Issue 9 point 4.
+        let mut s = connected_state(FdEvents::CLOSE);
+        s.close_arrived(Some(WsaError::ConnReset));
+        let reset = Notice {
+            event: FdEvents::CLOSE,
+            error: Some(WsaError::ConnReset),
+        };
+        assert_eq!(s.take_due(), vec![reset]);
+        assert_eq!(s.take_due(), vec![]);
+        s.register(FdEvents::CLOSE | FdEvents::READ, 8);
+        assert_eq!(s.take_due(), vec![reset]);
     }
 
     #[test]
