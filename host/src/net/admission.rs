@@ -1,13 +1,14 @@
 //! Listener admission: the connections a listening socket offers its guest.
 //!
-//! A task per listening socket takes connections from the kernel, resets
-//! the peers the policy's `accept` grants refuse (before anything is
-//! posted: FD_ACCEPT never announces a refused peer), receives the caller
-//! data of rooted joins in the background (a silent peer holds nobody:
-//! FD_ACCEPT comes once its caller data is in, SPEC JL-4; the callee data
-//! answers it when the guest accepts),
-//! and keeps at most [`MAX_ADMITTED`] admitted connections ready for
-//! `wsp-accept`. The rest wait in the kernel's backlog.
+//! Every connection is filtered by the policy's `accept` grants before the
+//! guest hears of it: a refused peer is reset. A plain listener admits in
+//! its guest's accept call. A listener registered with WSPAsyncSelect, and
+//! every rooted listener, has a task that takes connections from the
+//! kernel in the background, so that FD_ACCEPT never announces a refused
+//! peer, and a rooted joiner is announced only once its caller data is in
+//! (a silent peer holds nobody, SPEC JL-4; the callee data answers it when
+//! the guest accepts). The task keeps at most [`MAX_ADMITTED`] admitted
+//! connections ready; the rest wait in the kernel's backlog.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
