@@ -141,11 +141,6 @@ impl Gate {
         &self.policy
     }
 
-    /// The guest's name in log lines.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// Records `denial`: counted under its reason, logged within the rate,
     /// and kept as the last denial. Returns `WSAEACCES`.
     pub fn deny(&self, denial: Denial, by: DeniedBy) -> WsaError {

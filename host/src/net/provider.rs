@@ -650,13 +650,13 @@ impl Provider {
         loop {
             // Refused datagrams go first, so that neither their size
             // (WSAEMSGSIZE) nor their data reaches the guest.
-            sock.purge_refused();
+            sock.purge_refused(&filter);
             let (data, from) = sock.recv_datagram(cap, flags).await?;
             if filter.admits(from) {
                 return Ok((data, from));
             }
             if flags.contains(MsgFlags::PEEK) {
-                sock.purge_refused();
+                sock.purge_refused(&filter);
             }
         }
     }
@@ -981,7 +981,9 @@ impl Provider {
             }
             IoctlCommand::BytesReadable => {
                 // Only what the guest may read counts.
-                sock.purge_refused();
+                if sock.entry.kind == SocketKind::Datagram {
+                    sock.purge_refused(&sock.datagram_filter());
+                }
                 sock.bytes_readable().map(IoctlReply::Bytes)
             }
             IoctlCommand::AtMark => sock.at_mark().map(IoctlReply::Flag),

@@ -865,11 +865,11 @@ impl Socket {
     }
 
     /// Drops the datagrams at the head of the receive queue whose senders
-    /// the filter refuses, so that what the guest can read, count
+    /// `filter` (this socket's [`Socket::datagram_filter`]) refuses, so that what the guest can read, count
     /// (FIONREAD) or be told about (FD_READ) is admitted.
-    pub fn purge_refused(&self) {
+    pub fn purge_refused(&self, filter: &DatagramFilter) {
         if let State::Datagram(udp) = &self.state {
-            purge_refused(udp, &self.datagram_filter());
+            purge_refused(udp, filter);
         }
     }
 
@@ -956,6 +956,10 @@ impl BroadcastProbe {
         };
         if v4.is_broadcast() {
             return true;
+        }
+        if v4.is_multicast() {
+            // A group is never a broadcast address: no need to ask.
+            return false;
         }
         let probe = self.probe.get_or_init(|| {
             let probe = socket2::Socket::new(Domain::IPV4, Type::DGRAM, None).ok()?;
