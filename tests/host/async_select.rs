@@ -600,6 +600,50 @@ fn as_14_fd_close_persists_a_new_registration_posts_it_again() {
 }
 
 #[test]
+fn as_26_messages_carry_the_error_of_their_event() {
+    // FD_CONNECT carries the connect's error (AS-20), FD_CLOSE the close's
+    // (AS-17), others none: WSAMAKESELECTREPLY(event, error) in lParam.
+    let refused = format!("connect s0 127.0.0.1:{}", crate::common::closed_port());
+    expect(
+        LOOPBACK,
+        &after(
+            &TCP_PAIR,
+            &[
+                "queue 8",
+                "select s2 q0 1 read close",
+                "send s1 x",
+                "get q0 10000",
+                "setopt s1 linger 0",
+                "close s1",
+                "recv s2 10",
+                "get q0 10000",
+                "socket 2 1 6",
+                "select s3 q0 2 connect",
+                &refused.replace("s0", "s3"),
+                "get q0 10000",
+            ],
+        ),
+        &skipping(
+            &TCP_PAIR,
+            &[
+                "ok q0",
+                "ok",
+                "ok 1",
+                "ok msg=1 s=s2 event=read error=none lparam=0x1",
+                "ok",
+                "ok",
+                "ok \"x\"",
+                "ok msg=1 s=s2 event=close error=WSAECONNRESET lparam=0x27460020",
+                "ok s3",
+                "ok",
+                "err WSAEWOULDBLOCK",
+                "ok msg=2 s=s3 event=connect error=WSAECONNREFUSED lparam=0x274d0010",
+            ],
+        ),
+    );
+}
+
+#[test]
 fn as_22_accept_is_level_triggered() {
     expect(
         LOOPBACK,

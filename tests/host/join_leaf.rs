@@ -41,6 +41,31 @@ fn jl_1_jl_3_a_c_leaf_joins_the_group_bound_to_its_port_and_is_its_own_leaf() {
 }
 
 #[test]
+fn jl_3_the_leaf_is_the_socket_itself_and_sends_to_its_session() {
+    // For IP multicast the returned leaf is the socket the call was made
+    // on, and a plain send goes to the joined group.
+    expect(
+        &multicast_policy(""),
+        &[
+            LEAF,
+            LEAF,
+            "join s0 239.255.77.20:40020",
+            "join s1 239.255.77.20:40020 receiver",
+            "send s0 to-the-group",
+            "recvfrom s1 100",
+        ],
+        &[
+            "ok s0",
+            "ok s1",
+            "ok s0 callee=0",
+            "ok s1 callee=0",
+            "ok 12",
+            "ok \"to-the-group\" 127.0.0.1:*",
+        ],
+    );
+}
+
+#[test]
 fn jl_2_members_send_to_the_group_and_all_receivers_get_it() {
     expect(
         &multicast_policy(""),

@@ -13,5 +13,6 @@ mod hostile_net;
 mod isolation;
 mod join_leaf;
 mod scale;
+mod traceability;
 mod wsp_send;
 mod wsp_socket;
