@@ -167,6 +167,31 @@ fn so_4_wildcard_family_and_type_resolve_from_the_catalogue() {
 }
 
 #[test]
+fn so_4_an_info_with_no_or_an_unknown_family_is_refused() {
+    // Issue 9 point 7: a value taken from the protocol info is never a
+    // wildcard resolved from the catalogue's defaults.
+    expect(
+        LOOPBACK,
+        &[
+            "socket -1 -1 -1 info=1001:0:1:6",
+            "socket -1 -1 -1 info=1001:99:1:6",
+            "socket -1 1 6 info=1003:0:1:6",
+            "socket 2 -1 6 info=1001:2:0:6",
+            "socket 2 1 -1 info=1001:2:1:0",
+            "socket 0 0 0 info=1001:0:0:0",
+        ],
+        &[
+            "err WSAEAFNOSUPPORT",
+            "err WSAEAFNOSUPPORT",
+            "err WSAEAFNOSUPPORT",
+            "err WSAESOCKTNOSUPPORT",
+            "err WSAEPROTONOSUPPORT",
+            "ok s0",
+        ],
+    );
+}
+
+#[test]
 fn so_4_from_protocol_info_takes_the_values_of_the_info() {
     expect(
         LOOPBACK,

@@ -295,13 +295,28 @@ pub fn resolve(req: &SocketRequest) -> Result<&'static ProtocolEntry, WsaError> 
         }
         (None, false) => None,
     };
-    let pick = |value: i32, from_info: fn(&ProtocolInfoArg) -> i32| match (value, info) {
-        (FROM_PROTOCOL_INFO, Some(info)) => from_info(info),
-        (value, _) => value,
-    };
-    let af = pick(req.af, |i| i.af);
-    let socket_type = pick(req.socket_type, |i| i.socket_type);
-    let protocol = pick(req.protocol, |i| i.protocol);
+    // A value taken from the info must name something: a wildcard there is
+    // refused with the error of that argument, never resolved from the
+    // catalogue's defaults.
+    let pick =
+        |value: i32, from_info: fn(&ProtocolInfoArg) -> i32, wildcard, error| match (value, info) {
+            (FROM_PROTOCOL_INFO, Some(info)) if from_info(info) == wildcard => Err(error),
+            (FROM_PROTOCOL_INFO, Some(info)) => Ok(from_info(info)),
+            (value, _) => Ok(value),
+        };
+    let af = pick(req.af, |i| i.af, AF_UNSPEC, WsaError::AfNoSupport)?;
+    let socket_type = pick(
+        req.socket_type,
+        |i| i.socket_type,
+        SOCK_ANY,
+        WsaError::SocktNoSupport,
+    )?;
+    let protocol = pick(
+        req.protocol,
+        |i| i.protocol,
+        IPPROTO_ANY,
+        WsaError::ProtoNoSupport,
+    )?;
 
     let family = match af {
         AF_UNSPEC => None,
@@ -419,6 +434,40 @@ mod tests {
             catalog_entry_id: 77,
         });
         assert_eq!(id(r), Err(WsaError::Inval));
+    }
+
+    #[test]
+    fn so_4_values_taken_from_the_info_are_never_wildcards() {
+        let info = |af, socket_type, protocol| ProtocolInfoArg {
+            af,
+            socket_type,
+            protocol,
+            catalog_entry_id: 1001,
+        };
+        let from = |af, socket_type, protocol, i| SocketRequest {
+            info: Some(i),
+            ..req(af, socket_type, protocol)
+        };
+        let any = FROM_PROTOCOL_INFO;
+        assert_eq!(
+            id(from(any, any, any, info(0, 1, 6))),
+            Err(WsaError::AfNoSupport)
+        );
+        assert_eq!(
+            id(from(any, any, any, info(99, 1, 6))),
+            Err(WsaError::AfNoSupport)
+        );
+        assert_eq!(
+            id(from(2, any, 6, info(2, 0, 6))),
+            Err(WsaError::SocktNoSupport)
+        );
+        assert_eq!(
+            id(from(2, 1, any, info(2, 1, 0))),
+            Err(WsaError::ProtoNoSupport)
+        );
+        // Wildcards given as arguments still resolve; the info then only
+        // names the provider.
+        assert_eq!(id(from(0, 0, 0, info(0, 0, 0))), Ok(1001));
     }
 
     #[test]
