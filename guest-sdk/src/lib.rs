@@ -48,7 +48,24 @@
 //!   once its caller data is in;
 //! - SO_REUSEADDR on a datagram socket is remembered but never shares a
 //!   port natively; SO_RCVBUF and SO_SNDBUF are clamped to the policy's
-//!   budget;
+//!   budget; a receiving leaf's implicit bind (to its group's address and
+//!   port) shares the port with the guest's own sockets bound there, as a
+//!   specific bind may sit beside a wildcard one on Windows (SPEC JL-1);
+//!   a member bound to the wildcard hears the group's datagrams under its
+//!   multicast grant and unicast ones under the `recv-from` grants;
+//! - with `FROM_PROTOCOL_INFO`, a value taken from the protocol info must
+//!   name something: an address family of 0 or one not offered is
+//!   WSAEAFNOSUPPORT, a type of 0 WSAESOCKTNOSUPPORT, a protocol of 0
+//!   WSAEPROTONOSUPPORT (never resolved from the catalogue's defaults);
+//!   the info's catalogue entry must exist (WSAEINVAL), and values given as
+//!   arguments take precedence over the info's (SPEC SO-4);
+//! - `shutdown` with SD_RECEIVE or SD_BOTH shuts the receive direction in
+//!   wasp only, so that FD_CLOSE comes with the peer's FIN, not with the
+//!   local half-close (SPEC AS-18); data queued then, or arriving later
+//!   while the socket is registered, resets the connection as Windows
+//!   does: the peer sees WSAECONNRESET, the socket FD_CLOSE with
+//!   WSAECONNABORTED (data arriving on an unregistered socket after the
+//!   shutdown is left unread until it closes);
 //! - WSPJoinLeaf offers IP multicast (no caller data: WSAEPROTONOSUPPORT)
 //!   and wasp's own rooted protocol (253) over TCP, where a leaf's data
 //!   reaches the root on that leaf's c_leaf descriptor; QoS is best effort

@@ -379,6 +379,60 @@ fn as_17_as_18_close_comes_after_the_data_with_its_error() {
 }
 
 #[test]
+fn as_18_after_our_shutdown_fd_close_waits_for_the_peers_fin() {
+    // Issue 9 point 5 (seed FD_CLOSE case 3): our own half-close, in any
+    // direction, is no close indication; the peer's FIN is.
+    for how in ["send", "receive", "both"] {
+        let shut = format!("shutdown s1 {how}");
+        expect(
+            LOOPBACK,
+            &script(&[
+                "select s1 q0 2 close",
+                &shut,
+                "get q0 300",
+                "close s2",
+                "get q0 10000",
+                "get q0 200",
+            ]),
+            &want(&[
+                "ok",
+                "ok",
+                "ok none",
+                "ok",
+                "ok msg=2 s=s1 event=close error=none lparam=0x20",
+                "ok none",
+            ]),
+        );
+    }
+}
+
+#[test]
+fn as_18_data_after_our_receive_shutdown_aborts_the_connection() {
+    // Windows resets a connection whose data can no longer be received
+    // (shutdown SD_RECEIVE / SD_BOTH): the local FD_CLOSE says
+    // WSAECONNABORTED, the peer sees the reset, and the connection ends
+    // whether the data was queued at the shutdown or came later.
+    for queued_first in [true, false] {
+        let mut steps = vec!["select s1 q0 2 read close"];
+        let mut answers = vec!["ok"];
+        if queued_first {
+            steps.extend(["send s2 early", "get q0 10000", "shutdown s1 both"]);
+            answers.extend(["ok 5", "ok msg=2 s=s1 event=read*", "ok"]);
+        } else {
+            steps.extend(["shutdown s1 receive", "get q0 300", "send s2 late"]);
+            answers.extend(["ok", "ok none", "ok 4"]);
+        }
+        steps.extend(["get q0 10000", "recv s1 10", "recv s2 10"]);
+        answers.extend([
+            "ok msg=2 s=s1 event=close error=WSAECONNABORTED lparam=0x27450020",
+            "err WSAESHUTDOWN",
+            "err WSAECONNRESET",
+        ]);
+        expect(LOOPBACK, &script(&steps), &want(&answers));
+    }
+}
+
+#[test]
 fn as_17_an_abortive_close_is_wsaeconnreset() {
     expect(
         LOOPBACK,

@@ -66,6 +66,56 @@ fn jl_3_the_leaf_is_the_socket_itself_and_sends_to_its_session() {
 }
 
 #[test]
+fn jl_1_a_leafs_implicit_bind_shares_the_group_port_with_the_guests_own_socket() {
+    // Issue 9 point 8: s0 is bound to the wildcard on the group port and
+    // joins; s1 joins unbound (bound implicitly to the group's address and
+    // port). Both receive what a third member sends; s0, which hears
+    // unicast on its port too, still refuses a sender the policy's
+    // `recv-from` grants do not name (its filter tells the group's
+    // datagrams from unicast ones by their destination).
+    let policy = r#"
+protocols = ["udp"]
+[grants]
+bind = [{ addr = "127.0.0.0/8" }, { addr = "0.0.0.0", ports = "0" }, { addr = "0.0.0.0", ports = "40031" }]
+send-to = [{ addr = "127.0.0.1", ports = "40031" }]
+multicast = [{ group = "239.255.77.31", ports = "40031" }]
+"#;
+    expect(
+        policy,
+        &[
+            LEAF,
+            "bind s0 0.0.0.0:40031",
+            "join s0 239.255.77.31:40031 receiver",
+            LEAF,
+            "join s1 239.255.77.31:40031 receiver",
+            LEAF,
+            "join s2 239.255.77.31:40031 sender",
+            "socket 2 2 17",
+            "sendto s3 127.0.0.1:40031 unicast",
+            "send s2 to-both",
+            "recvfrom s0 100",
+            "recvfrom s1 100",
+            "name s1",
+        ],
+        &[
+            "ok s0",
+            "ok",
+            "ok s0 callee=0",
+            "ok s1",
+            "ok s1 callee=0",
+            "ok s2",
+            "ok s2 callee=0",
+            "ok s3",
+            "ok 7",
+            "ok 7",
+            "ok \"to-both\" 127.0.0.1:*",
+            "ok \"to-both\" 127.0.0.1:*",
+            "ok 239.255.77.31:40031",
+        ],
+    );
+}
+
+#[test]
 fn jl_2_members_send_to_the_group_and_all_receivers_get_it() {
     expect(
         &multicast_policy(""),

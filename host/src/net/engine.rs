@@ -24,7 +24,7 @@ use super::gate::DatagramFilter;
 use super::queue::{Message, MessageQueue, Posted};
 use super::rooted::JoinCell;
 use super::select::{Conditions, FdEvents, SelectState};
-use super::socket::purge_refused;
+use super::socket::{abort_unreadable, purge_refused};
 use super::sys;
 use crate::error::WsaError;
 
@@ -44,6 +44,10 @@ struct LinkInner {
     closed: bool,
     /// The error of a failed connect the engine saw first.
     connect_error: Option<WsaError>,
+    /// The guest shut the receive direction (WSPShutdown SD_RECEIVE or
+    /// SD_BOTH): wasp keeps it open natively so that the peer's FIN still
+    /// shows (SPEC AS-18), and data that arrives ends the connection.
+    receive_shut: bool,
 }
 
 impl EventLink {
@@ -122,6 +126,14 @@ impl EventLink {
         self.lock().connect_error.take()
     }
 
+    /// The guest shut the receive direction of its stream (WSPShutdown):
+    /// from now on data is never news, and data that arrives aborts the
+    /// connection (SPEC AS-18).
+    pub fn shut_receive(&self) {
+        self.lock().receive_shut = true;
+        self.wake.notify_one();
+    }
+
     /// The guest closed the socket: deliver nothing more (SPEC AS-19).
     pub fn close(&self) {
         self.lock().closed = true;
@@ -187,8 +199,10 @@ fn close_error(err: std::io::Error) -> WsaError {
 
 /// What a connected stream shows. One `poll(2)` in the common case;
 /// FIONREAD only once the peer's side has ended (to tell the last data from
-/// the end), SO_OOBINLINE only when FD_OOB is registered.
-fn observe_stream(stream: &TcpStream, wants_oob: bool) -> Observed {
+/// the end), SO_OOBINLINE only when FD_OOB is registered. After the guest
+/// shut its receive direction, data is no news but aborts the connection,
+/// and the peer's FIN is the close indication (SPEC AS-18).
+fn observe_stream(stream: &TcpStream, wants_oob: bool, receive_shut: bool) -> Observed {
     let flags = poll_now(stream);
     let sock = SockRef::from(stream);
     let ended = flags.intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR);
@@ -197,6 +211,13 @@ fn observe_stream(stream: &TcpStream, wants_oob: bool) -> Observed {
         (true, false) => true,
         (true, true) => rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0) > 0,
     };
+    if receive_shut && data {
+        return Observed {
+            close: Some(Some(abort_unreadable(stream))),
+            ended: true,
+            ..Observed::default()
+        };
+    }
     let close = if ended && !data {
         let mut probe = [0u8; 1];
         match sys::recv(&sock, &mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
@@ -245,7 +266,14 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
             }
         }
         Watched::Stream(stream) => {
-            observe_stream(stream, link.registered_mask().contains(FdEvents::OOB))
+            let (wants_oob, receive_shut) = {
+                let inner = link.lock();
+                (
+                    inner.state.mask().contains(FdEvents::OOB),
+                    inner.receive_shut,
+                )
+            };
+            observe_stream(stream, wants_oob, receive_shut)
         }
         Watched::Listener(admission) => Observed {
             now: Conditions {
@@ -322,9 +350,11 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
     }
     let seen = match (&*watched, seen.connect) {
         // Just connected: look again as a connected stream.
-        (Watched::Stream(stream), Some(None)) => {
-            observe_stream(stream, inner.state.mask().contains(FdEvents::OOB))
-        }
+        (Watched::Stream(stream), Some(None)) => observe_stream(
+            stream,
+            inner.state.mask().contains(FdEvents::OOB),
+            inner.receive_shut,
+        ),
         _ => seen,
     };
     if let Some(close) = seen.close {
@@ -370,8 +400,12 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
             // the guest's next recv wakes the engine instead. Events that
             // cannot happen on this kind of socket (FD_ACCEPT; FD_CLOSE and
             // FD_OOB on a datagram socket) are never waited for.
+            // A stream whose receive direction the guest shut is watched
+            // for data too: data that can no longer be read aborts it.
             let stream = matches!(watched, Watched::Stream(_));
-            if (watching(FdEvents::READ) || (stream && watching(FdEvents::CLOSE))) && !now.data {
+            let reads = watching(FdEvents::READ)
+                || (stream && (watching(FdEvents::CLOSE) || inner.receive_shut));
+            if reads && !now.data {
                 interest = merge(interest, Interest::READABLE);
             }
             if stream && watching(FdEvents::OOB) && !now.oob {

@@ -7,7 +7,7 @@
 //! filter inbound peers (listener admission, datagram filters).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -248,15 +248,29 @@ impl DatagramFilter {
         }
     }
 
-    /// Whether a datagram from `from` may reach the guest (a refusal is
-    /// counted and logged as an inbound denial).
-    pub fn admits(&self, from: SocketAddr) -> bool {
+    /// Whether the filter needs each datagram's destination: a member
+    /// bound elsewhere than its group (the wildcard) receives the group's
+    /// datagrams and unicast ones on the same port.
+    pub fn needs_destination(&self) -> bool {
+        self.membership.is_some() && !self.bound_to_group
+    }
+
+    /// Whether a datagram from `from`, sent to `to` (where known), may
+    /// reach the guest (a refusal is counted and logged as an inbound
+    /// denial). The group's datagrams are admitted by the membership's
+    /// grant (SPEC JL-2), others by the `recv-from` grants or the
+    /// connected peer; where the destination is unknown, a member's
+    /// datagram needs both.
+    pub fn admits(&self, from: SocketAddr, to: Option<IpAddr>) -> bool {
         if let Some(m) = &self.membership {
-            if !m.admits(&from) {
-                return false;
-            }
-            if self.bound_to_group {
-                return true;
+            let to_group = self.bound_to_group || to == Some(m.group.ip());
+            if to_group || to.is_none() {
+                if !m.admits(&from) {
+                    return false;
+                }
+                if to_group {
+                    return true;
+                }
             }
         }
         self.connected == Some(from) || self.gate.admits(NetUse::RecvFrom, from)

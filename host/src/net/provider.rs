@@ -647,18 +647,7 @@ impl Provider {
             return Err(WsaError::Inval);
         }
         let filter = sock.datagram_filter();
-        loop {
-            // Refused datagrams go first, so that neither their size
-            // (WSAEMSGSIZE) nor their data reaches the guest.
-            sock.purge_refused(&filter);
-            let (data, from) = sock.recv_datagram(cap, flags).await?;
-            if filter.admits(from) {
-                return Ok((data, from));
-            }
-            if flags.contains(MsgFlags::PEEK) {
-                sock.purge_refused(&filter);
-            }
-        }
+        sock.recv_datagram(cap, flags, &filter).await
     }
 
     /// WSPJoinLeaf (SPEC JL-1..JL-9) for IP multicast: a c_leaf/d_leaf
@@ -714,19 +703,20 @@ impl Provider {
         // address and port (shared with other members), senders to the
         // grant's interface. The multicast grant covers this bind.
         if sock.bound_addr().is_none() {
-            let local = if receives {
+            if receives {
                 sock.sock_ref()?.set_reuse_address(true)?;
-                name
+                bind_on_group_port(sockets, s, name)?;
             } else {
-                match &grant.interface {
+                let local = match &grant.interface {
                     MulticastInterface::V4(interface) => SocketAddr::new((*interface).into(), 0),
                     MulticastInterface::V6(_) | MulticastInterface::V6Named(_) => {
                         wildcard(sock.entry.family)
                     }
-                }
-            };
-            sock.bind(local)?;
+                };
+                sock.bind(local)?;
+            }
         }
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
         sock.prepare_multicast(&grant)?;
         if receives {
             sock.join_group(&name, &grant)?;
@@ -1169,6 +1159,48 @@ impl Provider {
     pub fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32, WsaError> {
         self.socket(s)?.overlapped_result(token)
     }
+}
+
+/// SPEC JL-1: binds receiving leaf `s` implicitly to its group's address
+/// and port, beside the guest's own datagram sockets already bound to that
+/// port (on the wildcard, as Windows lets a specific bind sit beside a
+/// wildcard one). Linux shares a UDP port only among sockets that all have
+/// SO_REUSEADDR, which wasp never leaves set on a guest's socket bound to
+/// an ordinary address (another program could then bind beside it): it is
+/// set on the guest's own sockets for the moment of the bind only.
+fn bind_on_group_port(
+    sockets: &mut HashMap<u32, Socket>,
+    s: u32,
+    group: SocketAddr,
+) -> Result<(), WsaError> {
+    let family = sockets.get(&s).ok_or(WsaError::NotSock)?.entry.family;
+    let neighbours: Vec<u32> = sockets
+        .iter()
+        .filter(|(other, sock)| {
+            **other != s
+                && sock.entry.kind == SocketKind::Datagram
+                && sock.entry.family == family
+                && sock.bound_addr().is_some_and(|a| a.port() == group.port())
+                && sock
+                    .sock_ref()
+                    .is_ok_and(|r| r.reuse_address().is_ok_and(|on| !on))
+        })
+        .map(|(&other, _)| other)
+        .collect();
+    let share = |sockets: &HashMap<u32, Socket>, on: bool| {
+        for sock in neighbours.iter().filter_map(|n| sockets.get(n)) {
+            if let Ok(r) = sock.sock_ref() {
+                let _ = r.set_reuse_address(on);
+            }
+        }
+    };
+    share(sockets, true);
+    let bound = match sockets.get_mut(&s) {
+        Some(sock) => sock.bind(group),
+        None => Err(WsaError::NotSock),
+    };
+    share(sockets, false);
+    bound
 }
 
 /// Multicast options exist on datagram sockets only.

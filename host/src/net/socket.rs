@@ -611,6 +611,12 @@ impl Socket {
             }
             _ => return Err(WsaError::AfNoSupport),
         }
+        // A member bound elsewhere than its group (the wildcard) receives
+        // unicast datagrams too; its filter tells them from the group's by
+        // their destination.
+        if self.bound_addr() != Some(*group) {
+            sys::report_destinations(&sock, group.is_ipv6())?;
+        }
         Ok(())
     }
 
@@ -829,12 +835,16 @@ impl Socket {
         Ok(buf)
     }
 
-    /// Receives one datagram of at most `max_len` bytes and its sender.
-    /// A larger datagram is consumed and reported as `WSAEMSGSIZE`.
+    /// Receives one datagram of at most `max_len` bytes and its sender,
+    /// among those `filter` (this socket's [`Socket::datagram_filter`])
+    /// admits: refused ones are dropped first, so that neither their size
+    /// (WSAEMSGSIZE) nor their data reaches the guest. A larger datagram
+    /// is consumed and reported as `WSAEMSGSIZE`.
     pub async fn recv_datagram(
         &mut self,
         max_len: usize,
         flags: MsgFlags,
+        filter: &DatagramFilter,
     ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
         let State::Datagram(udp) = &self.state else {
             return Err(WsaError::Inval);
@@ -845,6 +855,10 @@ impl Socket {
         }
         let mut buf = vec![0u8; max_len];
         let (n, from) = run_io!(udp, self.blocking(), Interest::READABLE, || {
+            // An admitted datagram at the head is the one received.
+            if !purge_refused(udp, filter) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             sys::recv_from(&SockRef::from(udp), &mut buf, native_flags)
         })?;
         if n > max_len {
@@ -873,16 +887,27 @@ impl Socket {
         }
     }
 
-    /// Disables sends, receives or both (WSPShutdown).
+    /// Disables sends, receives or both (WSPShutdown). A stream's send
+    /// direction is shut natively (the peer gets our FIN); its receive
+    /// direction only in wasp, so that the peer's FIN still shows as the
+    /// close indication (SPEC AS-18), and data queued now or arriving later
+    /// aborts the connection, as on Windows.
     pub fn shutdown(&mut self, send: bool, recv: bool) -> Result<(), WsaError> {
         self.refresh_connect();
         if let State::Connected(stream) = &self.state {
-            let how = match (send, recv) {
-                (true, true) => std::net::Shutdown::Both,
-                (true, false) => std::net::Shutdown::Write,
-                _ => std::net::Shutdown::Read,
-            };
-            SockRef::from(stream).shutdown(how)?;
+            let unreadable = recv
+                && !self.recv_shut
+                && rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0) > 0;
+            if unreadable {
+                // Reset at once: the peer gets no FIN before the reset.
+                let aborted = abort_unreadable(stream);
+                self.link.update(|state| state.close_arrived(Some(aborted)));
+            } else if send {
+                SockRef::from(stream).shutdown(std::net::Shutdown::Write)?;
+            }
+            if recv {
+                self.link.shut_receive();
+            }
         } else if self.entry.kind == SocketKind::Stream {
             return Err(WsaError::NotConn);
         }
@@ -982,17 +1007,32 @@ impl BroadcastProbe {
 /// call stays bounded; the next look drops the next ones).
 const MAX_PURGE: usize = 256;
 
+/// Resets a connection whose received data can no longer be read (its
+/// receive direction was shut), as Windows does: the peer sees
+/// WSAECONNRESET, and the socket's own close indication is the local abort,
+/// WSAECONNABORTED (SPEC AS-18).
+pub(crate) fn abort_unreadable(stream: &TcpStream) -> WsaError {
+    let _ = rustix::net::connect_unspec(stream);
+    // The reset leaves ECONNRESET pending on the socket; the abort is ours.
+    let _ = stream.take_error();
+    WsaError::ConnAborted
+}
+
 /// Drops refused datagrams at the head of `udp`'s receive queue (at most
 /// [`MAX_PURGE`]); returns whether an admitted one is now at the head.
 pub(crate) fn purge_refused(udp: &UdpSocket, filter: &DatagramFilter) -> bool {
     let sock = SockRef::from(udp);
+    let peek = || match filter.needs_destination() {
+        true => sys::peek_sender_and_destination(&sock),
+        false => sys::recv_from(&sock, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT)
+            .map(|(_, from)| (from, None)),
+    };
     for _ in 0..MAX_PURGE {
-        let peek = sys::recv_from(&sock, &mut [], libc::MSG_PEEK | libc::MSG_DONTWAIT);
-        let Ok((_, from)) = peek else {
+        let Ok((from, to)) = peek() else {
             return false;
         };
         match from.as_socket() {
-            Some(from) if filter.admits(from) => return true,
+            Some(from) if filter.admits(from, to) => return true,
             _ => {
                 let _ = sys::recv(&sock, &mut [], libc::MSG_DONTWAIT | libc::MSG_TRUNC);
             }

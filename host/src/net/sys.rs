@@ -9,6 +9,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::IpAddr;
 
 use socket2::{SockAddr, Socket};
 
@@ -75,4 +76,92 @@ pub fn unsent_bytes(socket: &impl std::os::fd::AsFd) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(u32::try_from(unsent).unwrap_or(0))
+}
+
+/// Asks the kernel to report the destination address of each datagram
+/// (`IP_PKTINFO` / `IPV6_RECVPKTINFO`), which [`peek_sender_and_destination`]
+/// then reads.
+pub fn report_destinations(socket: &Socket, v6: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is one live `c_int`, of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Peeks at the datagram at the head of the receive queue without waiting:
+/// its sender and, where [`report_destinations`] is on, the address it was
+/// sent to (a group's address, or one of the machine's).
+pub fn peek_sender_and_destination(socket: &Socket) -> io::Result<(SockAddr, Option<IpAddr>)> {
+    use std::os::fd::AsRawFd;
+    // Room for one IPv6 packet-info message, aligned for `cmsghdr`.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut storage = socket2::SockAddrStorage::zeroed();
+    // SAFETY: an all-zero `msghdr` is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_namelen = storage.size_of();
+    msg.msg_name = (&mut storage as *mut socket2::SockAddrStorage).cast();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` points to a live local of the size
+    // given beside it; the kernel writes only within those sizes.
+    let rc = unsafe {
+        libc::recvmsg(
+            socket.as_raw_fd(),
+            &mut msg,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled `storage` with an address of
+    // `msg_namelen` bytes.
+    let from = unsafe { SockAddr::new(storage, msg.msg_namelen) };
+    let mut to = None;
+    // SAFETY: the CMSG_* walk stays within `msg_control`/`msg_controllen`
+    // as the kernel set them, and each packet-info payload is read
+    // unaligned from inside its control message.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            let data = libc::CMSG_DATA(cmsg);
+            if header.cmsg_level == libc::IPPROTO_IP && header.cmsg_type == libc::IP_PKTINFO {
+                let info = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                to = Some(IpAddr::from(
+                    u32::from_be(info.ipi_addr.s_addr).to_be_bytes(),
+                ));
+            } else if header.cmsg_level == libc::IPPROTO_IPV6
+                && header.cmsg_type == libc::IPV6_PKTINFO
+            {
+                let info = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                to = Some(IpAddr::from(info.ipi6_addr.s6_addr));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((from, to))
 }
