@@ -294,6 +294,12 @@ fn main() {
         "wasp echo benchmark — {} — loopback, 1 server thread, 1 client thread",
         machine()
     );
+    // `--only-wasp`: measure wasp alone (for profiling it).
+    if std::env::args().any(|a| a == "--only-wasp") {
+        let f = measure(Server::Wasp, quick);
+        println!("wasp: msgs/s {:?}, CPU/msg {:?}", f.rate, f.cpu_per_message);
+        return;
+    }
     let servers = [Server::Native, Server::Wasp, Server::StockWasi];
     let results: Vec<(Server, Figures)> = servers.iter().map(|&s| (s, measure(s, quick))).collect();
     let native = results[0].1.clone();

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -23,7 +23,7 @@ use super::admission::Admission;
 use super::gate::DatagramFilter;
 use super::queue::{Message, MessageQueue, Posted};
 use super::rooted::JoinCell;
-use super::select::{Conditions, FdEvents, SelectState};
+use super::select::{Conditions, FdEvents, Reenable, SelectState};
 use super::socket::{abort_unreadable, purge_refused};
 use super::sys;
 use crate::error::WsaError;
@@ -48,6 +48,47 @@ struct LinkInner {
     /// SD_BOTH): wasp keeps it open natively so that the peer's FIN still
     /// shows (SPEC AS-18), and data that arrives ends the connection.
     receive_shut: bool,
+    /// The engine saw the peer's end of a stream (or its breaking): once
+    /// the guest has read what is left, FD_CLOSE may be due (SPEC AS-18),
+    /// which only the engine decides.
+    peer_ended: bool,
+}
+
+/// What a guest's stream receive showed about the data still queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remains {
+    /// Nothing is left: the receive got less than it asked for, or
+    /// WSAEWOULDBLOCK.
+    Nothing,
+    /// Data is left (a peek, or FIONREAD after a full receive).
+    Data,
+    /// Unknown, or something only the engine can judge (the end of the
+    /// connection, an error): the engine looks.
+    Unknown,
+}
+
+/// Posts the messages due on `inner`'s socket. Returns the queue when it
+/// had no room for one, or `Err` when the queue is gone or closed.
+fn post_due(socket: u32, inner: &mut LinkInner) -> Result<Option<Arc<MessageQueue>>, ()> {
+    if inner.closed {
+        return Err(());
+    }
+    let Some(queue) = inner.queue.as_ref().and_then(Weak::upgrade) else {
+        return Err(());
+    };
+    while let Some(notice) = inner.state.next_due() {
+        let message = Message {
+            msg: inner.state.msg(),
+            socket,
+            notice,
+        };
+        match queue.post(message) {
+            Posted::Queued => inner.state.posted(notice.event),
+            Posted::Full => return Ok(Some(queue)),
+            Posted::Closed => return Err(()),
+        }
+    }
+    Ok(None)
 }
 
 impl EventLink {
@@ -96,6 +137,50 @@ impl EventLink {
     pub fn update(&self, change: impl FnOnce(&mut SelectState)) {
         change(&mut self.lock().state);
         self.wake.notify_one();
+    }
+
+    /// A stream receive (WSPRecv, WSPRecvFrom) finished: FD_READ and FD_OOB
+    /// are re-enabled (SPEC AS-9, AS-10) and what the receive showed is an
+    /// observation. A message due now is posted at once; the engine, which
+    /// keeps watching for new data meanwhile, is woken only when it has to
+    /// look (see [`Remains::Unknown`], the peer's end) or the queue has no
+    /// room.
+    pub fn stream_received(&self, remains: Remains) {
+        let mut inner = self.lock();
+        inner.state.reenable(Reenable::Recv);
+        let look = match remains {
+            Remains::Nothing => {
+                inner.state.observe_data(false);
+                inner.peer_ended
+            }
+            Remains::Data => {
+                inner.state.observe_data(true);
+                false
+            }
+            Remains::Unknown => true,
+        };
+        let full = matches!(post_due(self.socket, &mut inner), Ok(Some(_)));
+        drop(inner);
+        if look || full {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A send (WSPSend, WSPSendTo) finished: FD_WRITE is re-enabled, and
+    /// after WSAEWOULDBLOCK it is owed once room comes back (SPEC AS-9,
+    /// AS-15), which the engine then watches for. A message due now is
+    /// posted at once.
+    pub fn sent(&self, would_block: bool) {
+        let mut inner = self.lock();
+        inner.state.reenable(Reenable::Send);
+        if would_block {
+            inner.state.send_would_block();
+        }
+        let full = matches!(post_due(self.socket, &mut inner), Ok(Some(_)));
+        drop(inner);
+        if would_block || full {
+            self.wake.notify_one();
+        }
     }
 
     /// Gives an accepted socket's link the registration of this listener's
@@ -323,12 +408,9 @@ fn merge(a: Option<Interest>, b: Interest) -> Option<Interest> {
 fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
     let seen = observe(watched, link);
     let mut inner = link.lock();
-    if inner.closed {
+    if inner.closed || inner.queue.as_ref().and_then(Weak::upgrade).is_none() {
         return Next::Stop;
     }
-    let Some(queue) = inner.queue.as_ref().and_then(Weak::upgrade) else {
-        return Next::Stop;
-    };
     if let Some(outcome) = seen.connect {
         inner.state.connect_finished(outcome);
         if let Watched::Connecting(stream) = watched {
@@ -361,22 +443,12 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
         inner.state.close_arrived(close);
     }
     inner.state.observe(seen.now);
-    let mut full = None;
-    while let Some(notice) = inner.state.next_due() {
-        let message = Message {
-            msg: inner.state.msg(),
-            socket: link.socket,
-            notice,
-        };
-        match queue.post(message) {
-            Posted::Queued => inner.state.posted(notice.event),
-            Posted::Full => {
-                full = Some(queue.clone());
-                break;
-            }
-            Posted::Closed => return Next::Stop,
-        }
+    if matches!(watched, Watched::Stream(_)) {
+        inner.peer_ended = seen.ended;
     }
+    let Ok(full) = post_due(link.socket, &mut inner) else {
+        return Next::Stop;
+    };
     let state = &inner.state;
     let now = state.conditions();
     let mut interest = None;
@@ -393,23 +465,36 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
                 interest = merge(interest, Interest::WRITABLE);
             }
         }
-        Watched::Stream(_) | Watched::Datagram(..) => {
-            // Never wait for a readiness whose condition already holds: it
-            // would be ready at once, for ever. Unread data is such a
-            // condition for FD_CLOSE too (it comes after the data, AS-18):
-            // the guest's next recv wakes the engine instead. Events that
-            // cannot happen on this kind of socket (FD_ACCEPT; FD_CLOSE and
-            // FD_OOB on a datagram socket) are never waited for.
-            // A stream whose receive direction the guest shut is watched
-            // for data too: data that can no longer be read aborts it.
-            let stream = matches!(watched, Watched::Stream(_));
-            let reads = watching(FdEvents::READ)
-                || (stream && (watching(FdEvents::CLOSE) || inner.receive_shut));
-            if reads && !now.data {
+        Watched::Stream(stream) => {
+            // Watched for new data whenever FD_READ or FD_CLOSE is
+            // registered, also while FD_READ waits for its re-enabling
+            // recv: the guest's receives then need not wake the engine
+            // (see `EventLink::stream_received`). Data already there is no
+            // news: its readiness is cleared first, so that only new data
+            // or the peer's end (which stays ready) wakes the engine. A
+            // stream whose receive direction the guest shut is watched for
+            // data too: data that can no longer be read aborts it.
+            if state.mask().intersects(FdEvents::READ | FdEvents::CLOSE) || inner.receive_shut {
+                if now.data {
+                    let _ = stream.try_io(Interest::READABLE, would_block);
+                }
                 interest = merge(interest, Interest::READABLE);
             }
-            if stream && watching(FdEvents::OOB) && !now.oob {
+            // Never wait for a readiness whose condition already holds: it
+            // would be ready at once, for ever.
+            if watching(FdEvents::OOB) && !now.oob {
                 interest = merge(interest, Interest::PRIORITY);
+            }
+            if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
+                interest = merge(interest, Interest::WRITABLE);
+            }
+        }
+        Watched::Datagram(..) => {
+            // Never wait for a readiness whose condition already holds: it
+            // would be ready at once, for ever (the guest's next receive
+            // wakes the engine instead).
+            if watching(FdEvents::READ) && !now.data {
+                interest = merge(interest, Interest::READABLE);
             }
             if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
                 interest = merge(interest, Interest::WRITABLE);
@@ -428,29 +513,54 @@ fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
     Next::Wait { interest, full }
 }
 
-/// Waits for readiness; readiness the kernel does not confirm is cleared.
+/// A readiness check that always fails: `try_io` with it clears tokio's
+/// readiness of the interest it is given.
+fn would_block() -> std::io::Result<()> {
+    Err(std::io::ErrorKind::WouldBlock.into())
+}
+
 /// Urgent-data readiness of a stream: tokio registers streams for read and
 /// write only, so FD_OOB watches a duplicate descriptor registered for
 /// `EPOLLPRI`.
 type UrgentWatch = AsyncFd<std::os::fd::OwnedFd>;
 
-/// Waits for readiness; readiness the kernel does not confirm is cleared.
+/// The readiness of `one` (a single interest) the kernel confirms in
+/// `flags`.
+fn confirms(flags: PollFlags, one: Interest) -> bool {
+    (one.is_readable() && flags.intersects(PollFlags::IN | PollFlags::RDHUP))
+        || (one.is_writable() && flags.contains(PollFlags::OUT))
+        || (one.is_priority() && flags.contains(PollFlags::PRI))
+}
+
+/// Clears the readiness tokio holds for `interest` that the kernel does not
+/// confirm: the engine has looked at the socket since it arrived. The
+/// kernel is asked inside `try_io`, so readiness that arrives meanwhile is
+/// kept; one `poll(2)` at most, none when tokio holds no readiness.
+fn clear_stale(
+    fd: impl AsFd,
+    interest: Interest,
+    try_io: impl Fn(Interest, &mut dyn FnMut() -> std::io::Result<()>) -> std::io::Result<()>,
+) {
+    let mut flags = None;
+    for one in [Interest::READABLE, Interest::WRITABLE, Interest::PRIORITY] {
+        let wanted = (one.is_readable() && interest.is_readable())
+            || (one.is_writable() && interest.is_writable())
+            || (one.is_priority() && interest.is_priority());
+        if wanted {
+            let _ = try_io(one, &mut || {
+                let flags = *flags.get_or_insert_with(|| poll_now(&fd));
+                if confirms(flags, one) {
+                    Ok(())
+                } else {
+                    would_block()
+                }
+            });
+        }
+    }
+}
+
+/// Waits for readiness of `interest`, stale readiness cleared first.
 async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Interest) {
-    let flags_now = || match watched {
-        Watched::Connecting(s) | Watched::Joining(s, _) | Watched::Stream(s) => poll_now(&**s),
-        Watched::Datagram(u, _) => poll_now(&**u),
-        Watched::Listener(_) | Watched::Nothing => PollFlags::empty(),
-    };
-    // Readiness that only reflects an error or hang-up is stale too: the
-    // engine already looked at the socket and found nothing due.
-    let stale = |r: Ready| {
-        let flags = flags_now();
-        let confirmed = (r.is_readable() && flags.intersects(PollFlags::IN | PollFlags::RDHUP))
-            || (r.is_writable() && flags.contains(PollFlags::OUT))
-            || (r.is_priority() && flags.contains(PollFlags::PRI));
-        !confirmed
-    };
-    let would_block = || -> std::io::Result<()> { Err(std::io::ErrorKind::WouldBlock.into()) };
     let (main, wants_urgent) = match urgent {
         Some(_) if interest.is_priority() => (interest.remove(Interest::PRIORITY), true),
         _ => (Some(interest), false),
@@ -461,18 +571,12 @@ async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Intere
         };
         match watched {
             Watched::Connecting(s) | Watched::Stream(s) => {
-                if let Ok(r) = s.ready(interest).await
-                    && stale(r)
-                {
-                    let _ = s.try_io(interest, would_block);
-                }
+                clear_stale(&**s, interest, |one, f| s.try_io(one, f));
+                let _ = s.ready(interest).await;
             }
             Watched::Datagram(u, _) => {
-                if let Ok(r) = u.ready(interest).await
-                    && stale(r)
-                {
-                    let _ = u.try_io(interest, would_block);
-                }
+                clear_stale(&**u, interest, |one, f| u.try_io(one, f));
+                let _ = u.ready(interest).await;
             }
             // Readable on a listener: room in the socket quota.
             Watched::Listener(admission) => admission.room().await,
@@ -482,11 +586,10 @@ async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Intere
     let on_urgent = async {
         match urgent {
             Some(watch) if wants_urgent => {
-                if let Ok(mut guard) = watch.ready(Interest::PRIORITY).await
-                    && stale(guard.ready())
-                {
-                    guard.clear_ready();
-                }
+                clear_stale(watch.get_ref(), Interest::PRIORITY, |one, f| {
+                    watch.try_io(one, |_| f())
+                });
+                let _ = watch.ready(Interest::PRIORITY).await;
             }
             _ => std::future::pending().await,
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::buffers::Buffers;
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
-use super::engine::EventLink;
+use super::engine::{EventLink, Remains};
 use super::gate::{DenialCounts, DeniedBy, Gate};
 use super::queue::MessageQueue;
 use super::rooted::{self, JoinCell, Rooted};
@@ -573,7 +573,7 @@ impl Provider {
                 SocketKind::Datagram => self.recv_datagram(s, cap, flags).await.map(|(d, _)| d),
             },
         };
-        self.received(s);
+        self.received(s, cap, flags, result.as_ref().map(Vec::len));
         result
     }
 
@@ -596,16 +596,35 @@ impl Provider {
                 SocketKind::Datagram => self.recv_datagram(s, cap, flags).await,
             },
         };
-        self.received(s);
+        self.received(s, cap, flags, result.as_ref().map(|(d, _)| d.len()));
         result
     }
 
     /// SPEC AS-9, AS-10: any receive call, failed or not, re-enables
-    /// FD_READ and FD_OOB.
-    fn received(&mut self, s: u32) {
-        if let Some(sock) = self.sockets.get(&s) {
+    /// FD_READ and FD_OOB; whether data remains decides whether FD_READ is
+    /// due again. A stream receive that got less than `cap` bytes, or
+    /// WSAEWOULDBLOCK, left nothing; one that filled its buffer asks
+    /// FIONREAD; anything else the event engine looks at.
+    fn received(&mut self, s: u32, cap: usize, flags: MsgFlags, got: Result<usize, &WsaError>) {
+        let Some(sock) = self.sockets.get(&s) else {
+            return;
+        };
+        if sock.entry.kind != SocketKind::Stream || flags.contains(MsgFlags::OOB) {
             sock.link.update(|st| st.reenable(Reenable::Recv));
+            return;
         }
+        let remains = match got {
+            Ok(n) if flags.contains(MsgFlags::PEEK) && n > 0 => Remains::Data,
+            Ok(n) if n > 0 && n < cap && !flags.contains(MsgFlags::WAIT_ALL) => Remains::Nothing,
+            Ok(n) if n > 0 => match sock.bytes_readable() {
+                Ok(0) => Remains::Nothing,
+                Ok(_) => Remains::Data,
+                Err(_) => Remains::Unknown,
+            },
+            Err(WsaError::WouldBlock) => Remains::Nothing,
+            _ => Remains::Unknown,
+        };
+        sock.link.stream_received(remains);
     }
 
     /// WSPAsyncSelect (SPEC AS-1..AS-7): registers `events` with message
@@ -1215,12 +1234,7 @@ fn datagram_only(sock: &Socket) -> Result<(), WsaError> {
 /// SPEC AS-9, AS-10, AS-15: any send re-enables FD_WRITE; one that would
 /// block makes FD_WRITE owed for when room comes back.
 fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
-    sock.link.update(|st| {
-        st.reenable(Reenable::Send);
-        if result == Err(WsaError::WouldBlock) {
-            st.send_would_block();
-        }
-    });
+    sock.link.sent(result == Err(WsaError::WouldBlock));
     result
 }
 

@@ -251,6 +251,8 @@ impl SelectState {
     /// back (SPEC AS-15).
     pub fn send_would_block(&mut self) {
         self.write_owed = true;
+        // The send showed there is no room now.
+        self.now.writable = false;
     }
 
     /// An edge-triggered change happened (FD_QOS, FD_GROUP_QOS, routing or
@@ -267,6 +269,11 @@ impl SelectState {
     /// What the socket shows now.
     pub fn observe(&mut self, now: Conditions) {
         self.now = now;
+    }
+
+    /// Whether data waits to be read, as a guest's receive showed it.
+    pub fn observe_data(&mut self, data: bool) {
+        self.now.data = data;
     }
 
     /// The last conditions observed.

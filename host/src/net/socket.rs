@@ -806,18 +806,17 @@ impl Socket {
         }
         let blocking = self.blocking();
         let wait_all = flags.contains(MsgFlags::WAIT_ALL) && blocking && native_flags == 0;
-        let mut buf = vec![0u8; max_len];
-        let mut filled = 0;
+        let mut buf = Vec::new();
         loop {
             let result = run_io!(stream, blocking, interest, || {
                 let sock = SockRef::from(stream);
-                sys::recv(&sock, &mut buf[filled..], native_flags)
+                let room = max_len - buf.len();
+                sys::recv_append(&sock, &mut buf, room, native_flags)
             });
             match result {
                 Ok(0) => break,
-                Ok(n) => {
-                    filled += n;
-                    if !wait_all || filled == max_len {
+                Ok(_) => {
+                    if !wait_all || buf.len() == max_len {
                         break;
                     }
                 }
@@ -831,7 +830,6 @@ impl Socket {
                 Err(e) => return Err(e.into()),
             }
         }
-        buf.truncate(filled);
         Ok(buf)
     }
 
@@ -853,18 +851,18 @@ impl Socket {
         if flags.contains(MsgFlags::PEEK) {
             native_flags |= libc::MSG_PEEK;
         }
-        let mut buf = vec![0u8; max_len];
+        let mut buf = Vec::new();
         let (n, from) = run_io!(udp, self.blocking(), Interest::READABLE, || {
             // An admitted datagram at the head is the one received.
             if !purge_refused(udp, filter) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            sys::recv_from(&SockRef::from(udp), &mut buf, native_flags)
+            buf.clear();
+            sys::recv_from_append(&SockRef::from(udp), &mut buf, max_len, native_flags)
         })?;
         if n > max_len {
             return Err(WsaError::MsgSize);
         }
-        buf.truncate(n);
         Ok((buf, to_socket_addr(&from)?))
     }
 

@@ -29,6 +29,38 @@ pub fn recv_from(socket: &Socket, buf: &mut [u8], flags: i32) -> io::Result<(usi
     socket.recv_from_with_flags(as_uninit(buf), flags)
 }
 
+/// `recv(2)` with `flags`, appending at most `max` bytes to `buf` without
+/// zeroing them first (a guest's receive may ask for 64 KiB and get 64
+/// bytes). Returns what the kernel returned, which with `MSG_TRUNC` on a
+/// datagram socket may exceed `max` (only `max` bytes are kept).
+pub fn recv_append(
+    socket: &Socket,
+    buf: &mut Vec<u8>,
+    max: usize,
+    flags: i32,
+) -> io::Result<usize> {
+    buf.reserve(max);
+    let n = socket.recv_with_flags(&mut buf.spare_capacity_mut()[..max], flags)?;
+    // SAFETY: the kernel wrote the first `min(n, max)` bytes of the spare
+    // capacity, which `reserve` made at least `max` long.
+    unsafe { buf.set_len(buf.len() + n.min(max)) };
+    Ok(n)
+}
+
+/// `recvfrom(2)` as [`recv_append`], with the sender's address.
+pub fn recv_from_append(
+    socket: &Socket,
+    buf: &mut Vec<u8>,
+    max: usize,
+    flags: i32,
+) -> io::Result<(usize, SockAddr)> {
+    buf.reserve(max);
+    let (n, from) = socket.recv_from_with_flags(&mut buf.spare_capacity_mut()[..max], flags)?;
+    // SAFETY: as in `recv_append`.
+    unsafe { buf.set_len(buf.len() + n.min(max)) };
+    Ok((n, from))
+}
+
 /// Registers a listening socket with tokio's reactor (for accept
 /// readiness); on failure the socket comes back with the error.
 pub fn register_listener(
