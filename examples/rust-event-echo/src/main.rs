@@ -54,8 +54,12 @@ impl Connection {
             match self.socket.recv(CHUNK) {
                 Ok(data) if data.is_empty() => return Ok(false),
                 Ok(data) => {
+                    let drained = data.len() < CHUNK;
                     self.pending.extend_from_slice(&data);
-                    if !self.flush()? {
+                    // A receive that got less than it asked for emptied the
+                    // socket: FD_READ comes again when more data arrives
+                    // (SPEC AS-11), so no receive is spent on WSAEWOULDBLOCK.
+                    if !self.flush()? || drained {
                         break;
                     }
                 }
