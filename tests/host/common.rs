@@ -109,10 +109,13 @@ pub fn run_guest(name: &str, policy: Policy, args: &[&str]) -> Run {
     // Spawned so that the guest runs on a worker, beside its engine tasks.
     let status = runtime.block_on(async {
         let guest = tokio::spawn(async move { host().run(&component, options).await });
-        tokio::time::timeout(GUEST_DEADLINE, guest)
-            .await
-            .expect("guest finished within the deadline")
-            .expect("guest task")
+        match tokio::time::timeout(GUEST_DEADLINE, guest).await {
+            Ok(finished) => finished.expect("guest task"),
+            Err(_) => panic!(
+                "guest did not finish within the deadline; its output so far:\n{}",
+                String::from_utf8_lossy(&stdout.contents())
+            ),
+        }
     });
     let status = status.unwrap_or_else(|e| panic!("guest trapped: {e:?}"));
     Run {

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use socket2::SockRef;
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -405,12 +405,31 @@ fn merge(a: Option<Interest>, b: Interest) -> Option<Interest> {
 }
 
 /// Looks at the socket, posts what is due, and says what to wait for.
-fn deliver(link: &EventLink, watched: &mut Watched) -> Next {
-    let seen = observe(watched, link);
+///
+/// `woke` is the readiness that woke the engine when it is new data on a
+/// stream: tokio's readiness is then what the socket shows without asking
+/// the kernel again, because every non-blocking operation that finds the
+/// socket empty clears it (a receive that got less than it asked for
+/// included, see `Socket::recv_stream`), and epoll reports a socket's state
+/// as of the moment it is asked. Streams whose urgent data or receive
+/// shutdown matters are looked at with `poll(2)`.
+fn deliver(link: &EventLink, watched: &mut Watched, woke: Option<Ready>) -> Next {
+    let new_data = woke.is_some() && matches!(watched, Watched::Stream(_)) && {
+        let inner = link.lock();
+        !inner.receive_shut && !inner.state.mask().contains(FdEvents::OOB)
+    };
+    let seen = (!new_data).then(|| observe(watched, link));
     let mut inner = link.lock();
     if inner.closed || inner.queue.as_ref().and_then(Weak::upgrade).is_none() {
         return Next::Stop;
     }
+    let seen = seen.unwrap_or_else(|| Observed {
+        now: Conditions {
+            data: true,
+            ..inner.state.conditions()
+        },
+        ..Observed::default()
+    });
     if let Some(outcome) = seen.connect {
         inner.state.connect_finished(outcome);
         if let Watched::Connecting(stream) = watched {
@@ -560,7 +579,13 @@ fn clear_stale(
 }
 
 /// Waits for readiness of `interest`, stale readiness cleared first.
-async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Interest) {
+/// Returns the readiness when it is new data on a stream watched for
+/// nothing else (see [`deliver`]).
+async fn ready(
+    watched: &Watched,
+    urgent: Option<&UrgentWatch>,
+    interest: Interest,
+) -> Option<Ready> {
     let (main, wants_urgent) = match urgent {
         Some(_) if interest.is_priority() => (interest.remove(Interest::PRIORITY), true),
         _ => (Some(interest), false),
@@ -570,16 +595,26 @@ async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Intere
             return std::future::pending().await;
         };
         match watched {
-            Watched::Connecting(s) | Watched::Stream(s) => {
+            Watched::Stream(s) => {
+                clear_stale(&**s, interest, |one, f| s.try_io(one, f));
+                let ready = s.ready(interest).await.ok();
+                ready.filter(|r| interest == Interest::READABLE && *r == Ready::READABLE)
+            }
+            Watched::Connecting(s) => {
                 clear_stale(&**s, interest, |one, f| s.try_io(one, f));
                 let _ = s.ready(interest).await;
+                None
             }
             Watched::Datagram(u, _) => {
                 clear_stale(&**u, interest, |one, f| u.try_io(one, f));
                 let _ = u.ready(interest).await;
+                None
             }
             // Readable on a listener: room in the socket quota.
-            Watched::Listener(admission) => admission.room().await,
+            Watched::Listener(admission) => {
+                admission.room().await;
+                None
+            }
             Watched::Joining(..) | Watched::Nothing => std::future::pending().await,
         }
     };
@@ -590,13 +625,14 @@ async fn ready(watched: &Watched, urgent: Option<&UrgentWatch>, interest: Intere
                     watch.try_io(one, |_| f())
                 });
                 let _ = watch.ready(Interest::PRIORITY).await;
+                None
             }
             _ => std::future::pending().await,
         }
     };
     tokio::select! {
-        () = on_main => {}
-        () = on_urgent => {}
+        woke = on_main => woke,
+        woke = on_urgent => woke,
     }
 }
 
@@ -609,28 +645,29 @@ async fn run(link: Arc<EventLink>, mut watched: Watched) {
         }
         _ => None,
     };
+    let mut woke = None;
     loop {
         // Whatever happens, give the runtime its turn now and then.
         tokio::task::consume_budget().await;
         let woken = link.wake.notified();
-        let (interest, full) = match deliver(&link, &mut watched) {
+        let (interest, full) = match deliver(&link, &mut watched, woke) {
             Next::Stop => return,
             Next::Wait { interest, full } => (interest, full),
         };
-        tokio::select! {
-            () = async {
+        woke = tokio::select! {
+            woke = async {
                 match interest {
                     Some(interest) => ready(&watched, urgent.as_ref(), interest).await,
                     None => std::future::pending().await,
                 }
-            } => {}
-            () = woken => {}
+            } => woke,
+            () = woken => None,
             () = async {
                 match &full {
                     Some(queue) => queue.room().await,
                     None => std::future::pending().await,
                 }
-            } => {}
-        }
+            } => None,
+        };
     }
 }
