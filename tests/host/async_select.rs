@@ -2,7 +2,7 @@
 //! real loopback sockets. Waits are bounded by `get` time-outs; a message
 //! that should come gets up to 10 s, one that must not come 200 ms.
 
-use crate::common::{LOOPBACK, TCP_PAIR, after, expect, skipping};
+use crate::common::{LOOPBACK, TCP_PAIR, after, expect_on_both as expect, skipping};
 
 /// q0 is a queue, then the TCP pair: s0 listens, s1 connects, s2 is
 /// accepted.

@@ -90,8 +90,23 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The runtime a guest runs on in a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Two workers: the guest and its engine tasks may run at the same time.
+    MultiThread,
+    /// One thread, as the CLI runs each plugin: the engine takes tokio's
+    /// readiness as what a stream shows.
+    CurrentThread,
+}
+
 /// Runs guest `name` with `args` under `policy`, with a deadline.
 pub fn run_guest(name: &str, policy: Policy, args: &[&str]) -> Run {
+    run_guest_on(Flavor::MultiThread, name, policy, args)
+}
+
+/// [`run_guest`] on a runtime of `flavor`.
+pub fn run_guest_on(flavor: Flavor, name: &str, policy: Policy, args: &[&str]) -> Run {
     let component = component(name);
     let stdout = MemoryOutputPipe::new(1 << 20);
     let stderr = MemoryOutputPipe::new(1 << 20);
@@ -101,11 +116,17 @@ pub fn run_guest(name: &str, policy: Policy, args: &[&str]) -> Run {
         stdout: stdout.clone(),
         stderr: stderr.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = match flavor {
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    };
     // Spawned so that the guest runs on a worker, beside its engine tasks.
     let status = runtime.block_on(async {
         let guest = tokio::spawn(async move { host().run(&component, options).await });
@@ -130,7 +151,12 @@ pub fn run_guest(name: &str, policy: Policy, args: &[&str]) -> Run {
 
 /// Runs the scripted `probe` guest and returns one line per command.
 pub fn probe(policy: Policy, script: &[&str]) -> Vec<String> {
-    let run = run_guest("probe", policy, script);
+    probe_on(Flavor::MultiThread, policy, script)
+}
+
+/// [`probe`] on a runtime of `flavor`.
+pub fn probe_on(flavor: Flavor, policy: Policy, script: &[&str]) -> Vec<String> {
+    let run = run_guest_on(flavor, "probe", policy, script);
     assert_eq!(run.status, 0, "probe failed: {}", run.stderr);
     assert_eq!(
         run.stdout.len(),
@@ -145,7 +171,19 @@ pub fn probe(policy: Policy, script: &[&str]) -> Vec<String> {
 /// Asserts the probe's lines, showing the script on failure.
 #[track_caller]
 pub fn expect(policy_toml: &str, script: &[&str], expected: &[&str]) {
-    let lines = probe(policy(policy_toml), script);
+    expect_on(Flavor::MultiThread, policy_toml, script, expected);
+}
+
+/// [`expect`] on both runtime flavors (the event engine observes a stream
+/// differently on each).
+pub fn expect_on_both(policy_toml: &str, script: &[&str], expected: &[&str]) {
+    expect_on(Flavor::MultiThread, policy_toml, script, expected);
+    expect_on(Flavor::CurrentThread, policy_toml, script, expected);
+}
+
+/// [`expect`] on a runtime of `flavor`.
+pub fn expect_on(flavor: Flavor, policy_toml: &str, script: &[&str], expected: &[&str]) {
+    let lines = probe_on(flavor, policy(policy_toml), script);
     let pairs: Vec<_> = script.iter().zip(&lines).collect();
     for (i, want) in expected.iter().enumerate() {
         if *want == "*" {
@@ -158,7 +196,7 @@ pub fn expect(policy_toml: &str, script: &[&str], expected: &[&str]) {
         };
         assert!(
             ok,
-            "command {i} `{}`: got `{got}`, want `{want}`\n{pairs:#?}",
+            "command {i} `{}` ({flavor:?}): got `{got}`, want `{want}`\n{pairs:#?}",
             script[i]
         );
     }

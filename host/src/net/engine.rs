@@ -414,9 +414,17 @@ fn merge(a: Option<Interest>, b: Interest) -> Option<Interest> {
 /// as of the moment it is asked. Streams whose urgent data or receive
 /// shutdown matters are looked at with `poll(2)`.
 fn deliver(link: &EventLink, watched: &mut Watched, woke: Option<Ready>) -> Next {
-    let new_data = woke.is_some() && matches!(watched, Watched::Stream(_)) && {
-        let inner = link.lock();
-        !inner.receive_shut && !inner.state.mask().contains(FdEvents::OOB)
+    // The readiness must still be there (the guest may have emptied the
+    // socket since), which is only certain when nothing runs beside this
+    // task: on a current-thread runtime.
+    let new_data = match (woke, &*watched) {
+        (Some(_), Watched::Stream(stream)) => {
+            let inner = link.lock();
+            !inner.receive_shut
+                && !inner.state.mask().contains(FdEvents::OOB)
+                && stream.try_io(Interest::READABLE, || Ok(())).is_ok()
+        }
+        _ => false,
     };
     let seen = (!new_data).then(|| observe(watched, link));
     let mut inner = link.lock();
@@ -631,12 +639,17 @@ async fn ready(
         }
     };
     tokio::select! {
+        biased;
         woke = on_main => woke,
         woke = on_urgent => woke,
     }
 }
 
 async fn run(link: Arc<EventLink>, mut watched: Watched) {
+    // See `deliver`: readiness stands for what the socket shows only where
+    // the guest's calls and this task never run at the same time.
+    let alone = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
     let urgent = match &watched {
         Watched::Connecting(s) | Watched::Stream(s)
             if link.registered_mask().contains(FdEvents::OOB) =>
@@ -655,12 +668,14 @@ async fn run(link: Arc<EventLink>, mut watched: Watched) {
             Next::Wait { interest, full } => (interest, full),
         };
         woke = tokio::select! {
+            // In order: no random number per wake-up.
+            biased;
             woke = async {
                 match interest {
                     Some(interest) => ready(&watched, urgent.as_ref(), interest).await,
                     None => std::future::pending().await,
                 }
-            } => woke,
+            } => woke.filter(|_| alone),
             () = woken => None,
             () = async {
                 match &full {

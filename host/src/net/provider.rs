@@ -283,6 +283,10 @@ pub struct Provider {
     next_descriptor: u32,
     /// The guest's memory limit: no receive asks the host for more.
     memory_limit: usize,
+    /// Where stream receives land before their bytes go to the guest (one
+    /// buffer for all the guest's sockets: a receive of 64 bytes into room
+    /// for 64 KiB allocates 64 bytes, not 64 KiB).
+    recv_scratch: Vec<u8>,
 }
 
 impl Provider {
@@ -297,6 +301,7 @@ impl Provider {
             sockets: HashMap::new(),
             next_descriptor: 1,
             memory_limit: usize::MAX,
+            recv_scratch: Vec::new(),
         }
     }
 
@@ -569,7 +574,7 @@ impl Provider {
         let result = match sock.check_recv(flags) {
             Err(e) => Err(e),
             Ok(()) => match sock.entry.kind {
-                SocketKind::Stream => sock.recv_stream(cap, flags).await,
+                SocketKind::Stream => self.recv_stream(s, cap, flags).await,
                 SocketKind::Datagram => self.recv_datagram(s, cap, flags).await.map(|(d, _)| d),
             },
         };
@@ -590,7 +595,7 @@ impl Provider {
             Err(e) => Err(e),
             Ok(()) => match sock.entry.kind {
                 SocketKind::Stream => match sock.peer_addr() {
-                    Some(peer) => sock.recv_stream(cap, flags).await.map(|d| (d, peer)),
+                    Some(peer) => self.recv_stream(s, cap, flags).await.map(|d| (d, peer)),
                     None => Err(WsaError::NotConn),
                 },
                 SocketKind::Datagram => self.recv_datagram(s, cap, flags).await,
@@ -651,6 +656,23 @@ impl Provider {
         sock.link.register(queue, msg, events);
         sock.restart_watcher();
         Ok(())
+    }
+
+    /// Up to `cap` bytes from stream `s`, received into the provider's
+    /// scratch buffer.
+    async fn recv_stream(
+        &mut self,
+        s: u32,
+        cap: usize,
+        flags: MsgFlags,
+    ) -> Result<Vec<u8>, WsaError> {
+        let Self {
+            sockets,
+            recv_scratch,
+            ..
+        } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        sock.recv_stream(cap, flags, recv_scratch).await
     }
 
     /// One datagram that passes the peer filter: datagrams from peers the

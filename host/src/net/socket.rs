@@ -796,11 +796,14 @@ impl Socket {
     }
 
     /// Receives up to `max_len` bytes from a connected stream socket; an
-    /// empty result is the peer's graceful close.
+    /// empty result is the peer's graceful close. The bytes land in
+    /// `scratch` first: a small receive returns a copy of what it got, a
+    /// large one the buffer itself.
     pub async fn recv_stream(
         &mut self,
         max_len: usize,
         flags: MsgFlags,
+        scratch: &mut Vec<u8>,
     ) -> Result<Vec<u8>, WsaError> {
         self.refresh_connect();
         let State::Connected(stream) = &self.state else {
@@ -817,11 +820,12 @@ impl Socket {
         }
         let blocking = self.blocking();
         let wait_all = flags.contains(MsgFlags::WAIT_ALL) && blocking && native_flags == 0;
-        let mut buf = Vec::new();
-        // A receive that got less than it asked for emptied the socket: it
-        // clears tokio's readiness as WSAEWOULDBLOCK would (from before the
-        // receive, so data arriving meanwhile stays ready), and the engine
-        // takes readiness as new data. Peeks, urgent data and blocking
+        scratch.clear();
+        let buf = scratch;
+        // A receive that emptied the socket (it got less than it asked for,
+        // or FIONREAD says 0) clears tokio's readiness as WSAEWOULDBLOCK
+        // would (from before the receive, so data arriving meanwhile stays
+        // ready), and the engine takes readiness as new data. Peeks, urgent data and blocking
         // receives (which wait through tokio anyway) leave it.
         let drains = native_flags == 0 && !blocking;
         loop {
@@ -829,8 +833,8 @@ impl Socket {
             let result = run_io!(stream, blocking, interest, || {
                 let sock = SockRef::from(stream);
                 let room = max_len - buf.len();
-                match sys::recv_append(&sock, &mut buf, room, native_flags)? {
-                    n if drains && n > 0 && n < room => {
+                match sys::recv_append(&sock, buf, room, native_flags)? {
+                    n if drains && n > 0 && (n < room || unread_bytes(stream) == 0) => {
                         drained = Some(n);
                         Err(io::ErrorKind::WouldBlock.into())
                     }
@@ -858,7 +862,13 @@ impl Socket {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(buf)
+        // Half full or more: hand the buffer over (the next receive makes a
+        // new one); less: copy what arrived.
+        if buf.len() * 2 >= buf.capacity() {
+            Ok(std::mem::take(buf))
+        } else {
+            Ok(buf.as_slice().to_vec())
+        }
     }
 
     /// Receives one datagram of at most `max_len` bytes and its sender,
@@ -1032,6 +1042,11 @@ impl BroadcastProbe {
 /// Most refused datagrams dropped in one look at a socket (the work of one
 /// call stays bounded; the next look drops the next ones).
 const MAX_PURGE: usize = 256;
+
+/// Bytes waiting to be read on `stream` (FIONREAD; 0 if it cannot say).
+fn unread_bytes(stream: &TcpStream) -> i32 {
+    rustix::io::ioctl_fionread(stream.as_fd()).map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX))
+}
 
 /// Resets a connection whose received data can no longer be read (its
 /// receive direction was shut), as Windows does: the peer sees
