@@ -210,26 +210,32 @@ pub mod cpu {
         Ok(field(14)? + field(15)?)
     }
 
-    /// CPU time of the whole machine outside interrupts: the `user`,
-    /// `nice` and `system` fields of the first line of `/proc/stat`, in
-    /// clock ticks (the same accounting as a process's `utime` and
-    /// `stime`).
+    /// CPU time of the whole machine that competes with the benchmark: the
+    /// `user`, `nice` and `system` fields of the first line of `/proc/stat`
+    /// (the same accounting as a process's `utime` and `stime`) plus
+    /// `steal` (time a virtual machine's CPUs were kept off by the
+    /// hypervisor), in clock ticks.
     pub fn machine_ticks() -> Result<u64> {
         let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
         parse_machine_ticks(&stat).with_context(|| format!("parsing /proc/stat: {stat:?}"))
     }
 
-    /// `user + nice + system` from the text of `/proc/stat`.
+    /// `user + nice + system + steal` from the text of `/proc/stat`.
     pub fn parse_machine_ticks(stat: &str) -> Result<u64> {
         let line = stat
             .lines()
             .find(|l| l.starts_with("cpu "))
             .context("no cpu line")?;
+        let fields: Vec<&str> = line.split_whitespace().skip(1).collect();
+        // user nice system idle iowait irq softirq steal ...
         let mut sum = 0;
-        for word in line.split_whitespace().skip(1).take(3) {
+        for index in [0, 1, 2, 7] {
+            let word = fields
+                .get(index)
+                .with_context(|| format!("no field {index}"))?;
             sum += word
                 .parse::<u64>()
-                .with_context(|| format!("field {word:?}"))?;
+                .with_context(|| format!("field {index} is {word:?}"))?;
         }
         Ok(sum)
     }
@@ -284,7 +290,8 @@ mod tests {
         let stat = "1234 (a b) c) S 1 2 3 4 5 6 7 8 9 10 111 222 13 14 15";
         assert_eq!(cpu::parse_ticks(stat).unwrap(), 333);
         assert!(cpu::parse_ticks("1234 (x) S 1 2").is_err());
-        let stat = "cpu  10 20 30 400 5 6 7 0 0 0\ncpu0 1 2 3 4 5 6 7 0 0 0\n";
-        assert_eq!(cpu::parse_machine_ticks(stat).unwrap(), 60);
+        let stat = "cpu  10 20 30 400 5 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(cpu::parse_machine_ticks(stat).unwrap(), 68);
+        assert!(cpu::parse_machine_ticks("cpu  1 2 3\n").is_err());
     }
 }

@@ -18,8 +18,9 @@
 //!   after `--duration-ms`: `rate_N` (round trips per second),
 //!   `cpu_us_per_rt_N` (server CPU per round trip), `server_busy_N`,
 //!   `loadgen_busy_N` and `other_busy_N` (CPU time over the window of the
-//!   server, the load generator and every other process of the machine,
-//!   1 = one core; from `/proc/PID/stat` and `/proc/stat`).
+//!   server, of the load generator, and of every other process of the
+//!   machine plus hypervisor steal; 1 = one core; from `/proc/PID/stat` and
+//!   `/proc/stat`).
 //!
 //! On stdout: `begin TEST` before each test, `figure NAME VALUE` for each
 //! figure once the test has succeeded, `failed TEST REASON` when it fails
@@ -137,7 +138,8 @@ struct Spent {
     server: Duration,
     /// By this process.
     own: Duration,
-    /// By every other process of the machine (interrupts not counted).
+    /// By every other process of the machine, plus hypervisor steal
+    /// (interrupts not counted).
     others: Duration,
     /// Wall time.
     wall: Duration,
@@ -257,7 +259,7 @@ struct Rate {
     server_busy: f64,
     /// This process's CPU time over wall time.
     own_busy: f64,
-    /// Other processes' CPU time over wall time.
+    /// Other processes' CPU time and steal over wall time.
     others_busy: f64,
 }
 

@@ -40,8 +40,8 @@ const END_MARKER: &str = "<!-- pinned-bench:end -->";
 const CONNECTIONS: [usize; 3] = [64, 256, 1000];
 /// The connection count at which CPU per round trip is reported.
 const CPU_AT: usize = 256;
-/// Other processes' CPU (cores) during a rate window above which the report
-/// says the run was disturbed.
+/// Other work (other processes' CPU plus hypervisor steal, in cores) during a
+/// rate window above which the report says the run was disturbed.
 const OTHERS_LIMIT: f64 = 0.05;
 /// Longest a server may take to say it listens (wasp and the stock host
 /// compile the guest with Cranelift on one core first).
@@ -926,8 +926,9 @@ fn report(
         let (_, med, max) = spread(&others);
         line("");
         line(&format!(
-            "CPU of all other processes during the rate windows (`/proc/stat` less server \
-             and load generator): median {med:.2}, max {max:.2} cores{}.",
+            "Other work during the rate windows (CPU of all other processes plus hypervisor \
+             steal: `/proc/stat` less server and load generator): median {med:.2}, max \
+             {max:.2} cores{}.",
             if max > OTHERS_LIMIT {
                 " — other work on the machine disturbed this run"
             } else {
@@ -1054,7 +1055,7 @@ fn progress(rep: usize, reps: usize, server: &Server, m: &Measurement) -> String
     };
     format!(
         "pinned-bench: [{}/{reps}] {}: {} / {} / {} msgs/s @64/256/1000, {} µs CPU/RT @256, \
-         p50 {} µs, p99 {} µs, {} MB/s; other processes {} cores @256",
+         p50 {} µs, p99 {} µs, {} MB/s; other work {} cores @256",
         rep + 1,
         server.label,
         get("rate_64", 0),
