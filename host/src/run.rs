@@ -19,6 +19,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -287,6 +288,13 @@ impl GuestOptions {
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<GuestState>,
+    ticker: Arc<EpochTicker>,
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.ticker.stop();
+    }
 }
 
 impl PluginHost {
@@ -296,11 +304,15 @@ impl PluginHost {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
-        spawn_epoch_ticker(&engine);
+        let ticker = EpochTicker::spawn(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::add_to_linker(&mut linker)?;
-        Ok(Self { engine, linker })
+        Ok(Self {
+            engine,
+            linker,
+            ticker,
+        })
     }
 
     /// The engine, for compiling components.
@@ -370,7 +382,7 @@ impl PluginHost {
                 .map_err(|e| e.context(InstantiationFailed))?;
             command.wasi_cli_run().call_run(&mut store).await
         };
-        match Supervised::new(guest, options.time_limits).await {
+        match Supervised::new(guest, options.time_limits, self.ticker.clone()).await {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
             Err(e) => match e.downcast_ref::<I32Exit>() {
@@ -395,15 +407,17 @@ pub struct InstantiationFailed;
 /// [`GuestStopped`].
 struct Supervised<F> {
     guest: Pin<Box<F>>,
+    ticker: Arc<EpochTicker>,
     limits: TimeLimits,
     cpu: CpuMeter,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<F> Supervised<F> {
-    fn new(guest: F, limits: TimeLimits) -> Self {
+    fn new(guest: F, limits: TimeLimits, ticker: Arc<EpochTicker>) -> Self {
         Self {
             guest: Box::pin(guest),
+            ticker,
             limits,
             cpu: CpuMeter::default(),
             deadline: limits
@@ -422,7 +436,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let start = Instant::now();
-        let poll = this.guest.as_mut().poll(cx);
+        let poll = {
+            let _running = this.ticker.guest_running();
+            this.guest.as_mut().poll(cx)
+        };
         this.cpu.record(start, start.elapsed());
         if poll.is_ready() {
             return poll;
@@ -488,18 +505,92 @@ impl CpuMeter {
 }
 
 /// Ticks the engine's epoch on a thread of its own (a ticker on the tokio
-/// runtime would starve behind spinning guests, DESIGN §4); the thread ends
-/// when the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wasp-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+/// runtime would starve behind spinning guests, DESIGN §4), but only while
+/// guests run: once no guest has been polled for a whole tick and none is
+/// inside a poll, the thread parks until the next poll begins, so that idle
+/// guests cost no wake-up at all.
+struct EpochTicker {
+    /// Guest polls begun (the ticker compares it between two ticks).
+    polls: AtomicU64,
+    /// Guests inside a poll now (running wasm, which needs ticks).
+    running: AtomicUsize,
+    /// The ticker is parked (or about to): the next poll unparks it.
+    parked: AtomicBool,
+    /// The host is gone: the thread ends.
+    stopped: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// A guest inside a poll; dropped when the poll returns.
+struct Running<'a>(&'a EpochTicker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl EpochTicker {
+    fn spawn(engine: &Engine) -> Arc<Self> {
+        let ticker = Arc::new(Self {
+            polls: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        let weak = engine.weak();
+        let state = ticker.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasp-epoch".into())
+            .spawn(move || state.run(&weak))
+            .expect("spawning the epoch thread");
+        let _ = ticker.thread.set(thread.thread().clone());
+        ticker
+    }
+
+    fn run(&self, weak: &wasmtime::EngineWeak) {
+        let mut seen = self.polls.load(Ordering::SeqCst);
+        while !self.stopped.load(Ordering::SeqCst) {
+            let Some(engine) = weak.upgrade() else {
+                return;
+            };
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+            let idle = |now| now == seen && self.running.load(Ordering::SeqCst) == 0;
+            let now = self.polls.load(Ordering::SeqCst);
+            if idle(now) {
+                self.parked.store(true, Ordering::SeqCst);
+                // A poll that began before `parked` was set is seen here.
+                if idle(self.polls.load(Ordering::SeqCst)) && !self.stopped.load(Ordering::SeqCst) {
+                    std::thread::park();
+                }
+                self.parked.store(false, Ordering::SeqCst);
             }
-        })
-        .expect("spawning the epoch thread");
+            seen = self.polls.load(Ordering::SeqCst);
+        }
+    }
+
+    /// A guest poll begins: ticks are needed again.
+    fn guest_running(&self) -> Running<'_> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
+            self.wake();
+        }
+        Running(self)
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    /// The host is dropped: the thread ends.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake();
+    }
 }

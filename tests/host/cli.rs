@@ -473,3 +473,67 @@ fn ipv6_multicast_in_a_network_namespace_of_its_own() {
     );
     assert!(lines[4].starts_with("ok \"six\" [fe80::"), "{stdout}");
 }
+
+/// Context switches of every thread of process `pid` so far.
+fn context_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            if let Some(count) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += count.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn an_idle_plugin_with_1000_registered_sockets_wakes_no_thread() {
+    // Issue 10: an idle guest costs no wake-up: no engine task runs and the
+    // epoch ticker parks (it woke 500 times a second before).
+    let policy = policy_file(
+        "idle-wake-ups",
+        &format!(
+            "{}\n[limits]\nmax-sockets = 2048\n",
+            crate::common::LOOPBACK
+        ),
+    );
+    let mut script = vec!["queue 16"];
+    script.extend(std::iter::repeat_n("udp-many 100 q0", 10));
+    script.extend(["echo idle", "get q0 4000", "echo done"]);
+    let mut child = wasp_run("probe", &policy)
+        .arg("--")
+        .args(&script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while !seen.last().is_some_and(|l: &String| l == "ok idle") {
+        match lines.next() {
+            Some(Ok(line)) => seen.push(line),
+            _ => panic!("the probe ended before going idle: {seen:?}"),
+        }
+    }
+    assert!(seen.contains(&"ok 1000".to_string()), "{seen:?}");
+    // Let the ticker notice, then count a second of idleness.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = context_switches(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = context_switches(pid) - before;
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let output = finish(child);
+    assert!(output.status.success(), "{rest:?}");
+    assert!(woke < 20, "{woke} context switches in one idle second");
+}
