@@ -520,7 +520,7 @@ fn an_idle_plugin_with_1000_registered_sockets_wakes_no_thread() {
     let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
-    while !seen.last().is_some_and(|l: &String| l == "ok idle") {
+    while seen.last().is_none_or(|l: &String| l != "ok idle") {
         match lines.next() {
             Some(Ok(line)) => seen.push(line),
             _ => panic!("the probe ended before going idle: {seen:?}"),
