@@ -474,7 +474,8 @@ fn as_19_no_close_message_after_the_guests_own_close() {
 
 #[test]
 fn as_20_connect_reports_refusal_and_datagram_connects_at_once() {
-    let refused = format!("connect s0 127.0.0.1:{}", crate::common::closed_port());
+    let closed = crate::common::closed_port();
+    let refused = format!("connect s0 127.0.0.1:{}", closed.port);
     expect(
         LOOPBACK,
         &[
@@ -657,7 +658,8 @@ fn as_14_fd_close_persists_a_new_registration_posts_it_again() {
 fn as_26_messages_carry_the_error_of_their_event() {
     // FD_CONNECT carries the connect's error (AS-20), FD_CLOSE the close's
     // (AS-17), others none: WSAMAKESELECTREPLY(event, error) in lParam.
-    let refused = format!("connect s0 127.0.0.1:{}", crate::common::closed_port());
+    let closed = crate::common::closed_port();
+    let refused = format!("connect s0 127.0.0.1:{}", closed.port);
     expect(
         LOOPBACK,
         &after(

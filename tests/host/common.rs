@@ -215,10 +215,23 @@ send-to = [{ addr = "127.0.0.0/8" }, { addr = "::1" }]
 recv-from = [{ addr = "127.0.0.0/8" }, { addr = "::1" }]
 "#;
 
-/// A free loopback port with nothing listening on it (for refusals).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// A loopback port with nothing listening on it (for refusals), held by a
+/// bound socket that does not listen until the value is dropped: a port
+/// merely freed could be bound again by a test running beside it, and a
+/// connect meant to be refused would then reach that test's listener.
+pub struct ClosedPort {
+    /// The port.
+    pub port: u16,
+    _held: socket2::Socket,
+}
+
+/// A [`ClosedPort`]: connects to it are refused while it lives.
+pub fn closed_port() -> ClosedPort {
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    held.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = held.local_addr().unwrap().as_socket().unwrap().port();
+    ClosedPort { port, _held: held }
 }
 
 /// A connected TCP pair inside the probe: s0 listens, s1 is the client, s2

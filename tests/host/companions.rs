@@ -133,7 +133,8 @@ fn accept_past_the_socket_quota_is_wsaemfile_and_the_connection_waits() {
 
 #[test]
 fn a_blocking_connect_to_a_closed_port_is_wsaeconnrefused_and_may_be_retried() {
-    let refused = format!("connect s0 127.0.0.1:{}", closed_port());
+    let closed = closed_port();
+    let refused = format!("connect s0 127.0.0.1:{}", closed.port);
     expect(
         LOOPBACK,
         &[
@@ -159,7 +160,8 @@ fn a_blocking_connect_to_a_closed_port_is_wsaeconnrefused_and_may_be_retried() {
 
 #[test]
 fn a_non_blocking_connect_completes_in_the_background() {
-    let refused = format!("connect s3 127.0.0.1:{}", closed_port());
+    let closed = closed_port();
+    let refused = format!("connect s3 127.0.0.1:{}", closed.port);
     expect(
         LOOPBACK,
         &[

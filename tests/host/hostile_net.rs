@@ -576,7 +576,8 @@ fn attack_socket_and_connect_floods_stop_at_the_quota_and_leave_nothing() {
     // it closes them, the quota is whole again. A connect loop to a closed
     // port fails each time and holds nothing.
     let toml = format!("{LOOPBACK}\n[limits]\nmax-sockets = 8\n");
-    let refused = format!("127.0.0.1:{}", crate::common::closed_port());
+    let closed = crate::common::closed_port();
+    let refused = format!("127.0.0.1:{}", closed.port);
     let connect = format!("repeat 500 connect s8 {refused}");
     let mut script = vec!["repeat 100 socket 2 1 6"];
     script.extend(["close s0", "close s1", "close s2", "close s3"]);

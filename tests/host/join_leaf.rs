@@ -561,7 +561,8 @@ fn jl_4_a_root_adds_a_leaf_and_gets_a_new_c_leaf_descriptor() {
 
 #[test]
 fn jl_6_a_failed_rooted_join_may_be_retried_and_jl_9_callee_data_too_large_is_wsaefault() {
-    let refused = format!("join s1 127.0.0.1:{}", crate::common::closed_port());
+    let closed = crate::common::closed_port();
+    let refused = format!("join s1 127.0.0.1:{}", closed.port);
     expect(
         crate::common::LOOPBACK,
         &[
