@@ -387,4 +387,35 @@ fn micro(quick: bool) {
     for line in String::from_utf8_lossy(&out.contents()).lines() {
         println!("  {line}");
     }
+
+    // Instantiation: the probe with an empty script (it instantiates, runs
+    // an empty `main` and ends), prepared once or resolved at every run.
+    let probe = common::component("probe");
+    let host = common::host();
+    let prepared = host.prepare(&probe).expect("the probe links");
+    let runs = if quick { 50 } else { 500 };
+    let options = || {
+        let mut options = GuestOptions::new("probe", Arc::new(Policy::deny_all()));
+        options.stdio = Stdio::Capture {
+            stdout: MemoryOutputPipe::new(1 << 10),
+            stderr: MemoryOutputPipe::new(1 << 10),
+        };
+        options
+    };
+    let per_run = |prepare_each_time: bool| {
+        let start = Instant::now();
+        runtime.block_on(async {
+            for _ in 0..runs {
+                let status = if prepare_each_time {
+                    host.run(&probe, options()).await
+                } else {
+                    host.run_prepared(&prepared, options()).await
+                };
+                assert_eq!(status.expect("the probe runs"), 0);
+            }
+        });
+        start.elapsed().as_nanos() / runs
+    };
+    println!("  instantiate-and-run-prepared-ns {}", per_run(false));
+    println!("  instantiate-and-run-ns {}", per_run(true));
 }

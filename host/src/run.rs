@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::cli::AsyncStdoutStream;
-use wasmtime_wasi::p2::bindings::Command;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -335,6 +335,31 @@ impl PluginHost {
     /// runtime's `block_on`) pays a thread wake-up for every event. The
     /// runtime needs its time driver (`enable_time`).
     pub async fn run(&self, component: &Component, options: GuestOptions) -> wasmtime::Result<i32> {
+        let plugin = self.prepare(component)?;
+        self.run_prepared(&plugin, options).await
+    }
+
+    /// Resolves `component`'s imports against the host once (wasmtime's
+    /// `InstancePre`): a plugin run many times is then instantiated
+    /// without that work each time ([`PluginHost::run_prepared`]). An
+    /// import the host lacks is an error here, with
+    /// [`InstantiationFailed`] as its context.
+    pub fn prepare(&self, component: &Component) -> wasmtime::Result<PreparedPlugin> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .and_then(CommandPre::new)
+            .map_err(|e| e.context(InstantiationFailed))?;
+        Ok(PreparedPlugin { pre })
+    }
+
+    /// [`PluginHost::run`] of a plugin prepared with
+    /// [`PluginHost::prepare`].
+    pub async fn run_prepared(
+        &self,
+        plugin: &PreparedPlugin,
+        options: GuestOptions,
+    ) -> wasmtime::Result<i32> {
         let mut wasi = WasiCtxBuilder::new();
         let mut argv = vec![options.name.clone()];
         argv.extend(options.args.iter().cloned());
@@ -377,7 +402,9 @@ impl PluginHost {
             ))
         });
         let guest = async move {
-            let command = Command::instantiate_async(&mut store, component, &self.linker)
+            let command = plugin
+                .pre
+                .instantiate_async(&mut store)
                 .await
                 .map_err(|e| e.context(InstantiationFailed))?;
             command.wasi_cli_run().call_run(&mut store).await
@@ -391,6 +418,12 @@ impl PluginHost {
             },
         }
     }
+}
+
+/// A plugin whose imports are resolved against a [`PluginHost`]'s linker
+/// ([`PluginHost::prepare`]); run it with [`PluginHost::run_prepared`].
+pub struct PreparedPlugin {
+    pre: CommandPre<GuestState>,
 }
 
 /// The context of an error that happened while instantiating the plugin

@@ -378,3 +378,30 @@ fn stalled_stdout_child() {
     );
     eprintln!("{STALL_CHILD_PASSED}");
 }
+
+#[test]
+fn an_import_the_host_lacks_fails_to_instantiate_and_says_so() {
+    // Preparing a plugin (resolving its imports once) must keep telling an
+    // import the host lacks from a trap: InstantiationFailed is the context.
+    let text = r#"(component
+  (import "wasp:nowhere/nothing@0.1.0" (instance $nothing
+    (export "call" (func))))
+  (core module $main (func (export "run") (result i32) (i32.const 0)))
+  (core instance $main (instantiate $main))
+  (func $run (result (result)) (canon lift (core func $main "run")))
+  (instance $run (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $run)))"#;
+    let report = run_beside_echo("missing import", Attacker::wat("missing", text));
+    let err = report
+        .outcome
+        .expect_err("a plugin with a missing import ran");
+    assert!(
+        err.downcast_ref::<wasp_host::run::InstantiationFailed>()
+            .is_some(),
+        "{err:?}"
+    );
+    assert!(
+        format!("{err:?}").contains("wasp:nowhere/nothing"),
+        "{err:?}"
+    );
+}
