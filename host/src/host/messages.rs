@@ -86,11 +86,11 @@ impl HostMessageQueue for WaspCtxView<'_> {
         Ok(queue.get(timeout).await.map(wit_message))
     }
 
-    async fn peek(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<Option<WitMessage>> {
+    fn peek(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<Option<WitMessage>> {
         Ok(queue(self, &handle)?.peek().map(wit_message))
     }
 
-    async fn drain(
+    fn drain(
         &mut self,
         handle: Resource<GuestQueue>,
         max: u32,
@@ -120,11 +120,11 @@ impl HostMessageQueue for WaspCtxView<'_> {
         subscribe(self.table, watch)
     }
 
-    async fn len(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u32> {
+    fn len(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u32> {
         Ok(queue(self, &handle)?.len() as u32)
     }
 
-    async fn overflows(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u64> {
+    fn overflows(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u64> {
         Ok(queue(self, &handle)?.overflows())
     }
 
