@@ -24,7 +24,7 @@ use super::gate::DatagramFilter;
 use super::queue::{Message, MessageQueue, Posted};
 use super::rooted::JoinCell;
 use super::select::{Conditions, FdEvents, Reenable, SelectState};
-use super::socket::{abort_unreadable, purge_refused};
+use super::socket::{abort_unreadable, purge_refused, unread_bytes};
 use super::sys;
 use crate::error::WsaError;
 
@@ -294,7 +294,7 @@ fn observe_stream(stream: &TcpStream, wants_oob: bool, receive_shut: bool) -> Ob
     let data = match (flags.contains(PollFlags::IN), ended) {
         (false, _) => false,
         (true, false) => true,
-        (true, true) => rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0) > 0,
+        (true, true) => unread_bytes(stream) > 0,
     };
     if receive_shut && data {
         return Observed {

@@ -931,9 +931,7 @@ impl Socket {
     pub fn shutdown(&mut self, send: bool, recv: bool) -> Result<(), WsaError> {
         self.refresh_connect();
         if let State::Connected(stream) = &self.state {
-            let unreadable = recv
-                && !self.recv_shut
-                && rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0) > 0;
+            let unreadable = recv && !self.recv_shut && unread_bytes(stream) > 0;
             if unreadable {
                 // Reset at once: the peer gets no FIN before the reset.
                 let aborted = abort_unreadable(stream);
@@ -1044,8 +1042,8 @@ impl BroadcastProbe {
 const MAX_PURGE: usize = 256;
 
 /// Bytes waiting to be read on `stream` (FIONREAD; 0 if it cannot say).
-fn unread_bytes(stream: &TcpStream) -> i32 {
-    rustix::io::ioctl_fionread(stream.as_fd()).map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX))
+pub(crate) fn unread_bytes(stream: &TcpStream) -> u64 {
+    rustix::io::ioctl_fionread(stream.as_fd()).unwrap_or(0)
 }
 
 /// Resets a connection whose received data can no longer be read (its
