@@ -174,8 +174,9 @@ fn run(
     args: Vec<String>,
 ) -> Result<i32, Failure> {
     let policy = Arc::new(Policy::from_file(&policy).map_err(|e| Failure::Setup(e.into()))?);
-    // One plugin, one thread: the guest and the engine tasks that post its
-    // messages share it, so delivering an event wakes no other thread.
+    // One plugin, one thread: the guest, its reactor (turned inline by its
+    // queue calls) and the tasks beside it (admission, rooted joins,
+    // lingering closes) share it, so an event wakes no other thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -54,8 +54,8 @@ const STDIO_BUFFER: usize = 64 << 10;
 const CPU_SHARE_SLOTS: u32 = 20;
 /// How often the epoch ticks: a guest that computes without calling the
 /// host yields to the runtime at least this often. An echo round trip to a
-/// guest beside a spinning one on the same thread waits about three slices
-/// (driver, engine task, guest): 28 ms at a 10 ms tick, 6 ms at 2 ms.
+/// guest beside a spinning one on the same thread waits about three slices:
+/// 28 ms at a 10 ms tick, 6 ms at 2 ms.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// A guest's limits of CPU and wall-clock time ([`GuestOptions::time_limits`]).
@@ -330,9 +330,9 @@ impl PluginHost {
     /// one of its limits, with [`GuestStopped`] as the root cause.
     ///
     /// Poll this future on a runtime worker (spawn it, or use a
-    /// current-thread runtime): the socket engine's tasks run on the
-    /// runtime's workers, and a guest polled elsewhere (a multi-thread
-    /// runtime's `block_on`) pays a thread wake-up for every event. The
+    /// current-thread runtime): the I/O driver runs on the runtime's
+    /// workers, and a guest polled elsewhere (a multi-thread runtime's
+    /// `block_on`) pays a thread wake-up for every batch of events. The
     /// runtime needs its time driver (`enable_time`).
     pub async fn run(&self, component: &Component, options: GuestOptions) -> wasmtime::Result<i32> {
         let plugin = self.prepare(component)?;

@@ -85,6 +85,11 @@ struct Args {
     /// stock); native-ct, the baseline, is always measured.
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
+    /// Also measure another build of the `wasp` binary (key
+    /// `wasp-compare`), running the same plugin in the same repetitions: a
+    /// change's before and after in one run.
+    #[arg(long)]
+    compare_wasp: Option<PathBuf>,
 }
 
 /// Sizes of the tests.
@@ -1077,7 +1082,21 @@ fn main() -> Result<ExitCode> {
         args.server_cpu != args.client_cpu,
         "the server and the load generator need different cores"
     );
-    let every = all_servers(&paths);
+    let mut every = all_servers(&paths);
+    if let Some(binary) = &args.compare_wasp {
+        let wasp = every
+            .iter()
+            .find(|s| s.key == "wasp")
+            .context("the wasp server")?;
+        let label = format!("wasp (event-echo), {}", binary.display());
+        every.push(Server {
+            key: "wasp-compare",
+            // One label for the life of the driver.
+            label: Box::leak(label.into_boxed_str()),
+            program: binary.clone(),
+            args: wasp.args.clone(),
+        });
+    }
     for key in &args.servers {
         ensure!(
             every.iter().any(|s| s.key == key),
@@ -1089,7 +1108,10 @@ fn main() -> Result<ExitCode> {
         .iter()
         .enumerate()
         .filter(|(i, s)| {
-            *i == 0 || args.servers.is_empty() || args.servers.iter().any(|k| k == s.key)
+            *i == 0
+                || args.servers.is_empty()
+                || args.servers.iter().any(|k| k == s.key)
+                || s.key == "wasp-compare"
         })
         .map(|(_, s)| s)
         .collect();

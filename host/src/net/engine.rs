@@ -1,27 +1,26 @@
-//! The event engine of WSPAsyncSelect: for each registered socket, a tokio
-//! task that watches the native socket, feeds what it sees into the
-//! socket's [`SelectState`] and posts the messages that become due into the
-//! guest's queue. The guest never gets a call from the host: it pulls.
+//! The event rules of WSPAsyncSelect applied to what a socket shows: each
+//! registered socket's [`EventLink`] (its [`SelectState`] and queue), and
+//! [`deliver`], which feeds one look at the native socket into that state
+//! and posts the messages that become due into the guest's queue. The
+//! guest's [`Reactor`](super::reactor::Reactor) decides when to look; the
+//! guest never gets a call from the host: it pulls.
 //!
-//! The engine trusts the kernel, not tokio's cached readiness: every wake-up
-//! is checked with `poll(2)` (timeout 0), and readiness that turns out
-//! stale is cleared, so a socket whose condition has been posted and not
-//! re-enabled costs nothing until something changes (no spin, DESIGN §5).
+//! A look uses what the kernel reported (the reactor's `epoll_wait`) or,
+//! when a guest call asked for it, one `poll(2)`; a socket whose condition
+//! has been posted and not re-enabled costs nothing until something
+//! changes (no spin, DESIGN §5).
 
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use socket2::SockRef;
-use tokio::io::unix::AsyncFd;
-use tokio::io::{Interest, Ready};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use tokio::net::TcpStream;
+use tokio::net::UdpSocket;
 
 use super::admission::Admission;
 use super::gate::DatagramFilter;
 use super::queue::{Message, MessageQueue, Posted};
+use super::reactor::Reactor;
 use super::rooted::JoinCell;
 use super::select::{Conditions, FdEvents, Reenable, SelectState};
 use super::socket::{abort_unreadable, purge_refused, unread_bytes};
@@ -29,11 +28,10 @@ use super::sys;
 use crate::error::WsaError;
 
 /// The registration of one socket, shared by the provider (which makes the
-/// guest's calls) and the socket's engine task.
+/// guest's calls) and the guest's reactor.
 pub struct EventLink {
     socket: u32,
     inner: Mutex<LinkInner>,
-    wake: Notify,
 }
 
 #[derive(Default)]
@@ -52,6 +50,8 @@ struct LinkInner {
     /// the guest has read what is left, FD_CLOSE may be due (SPEC AS-18),
     /// which only the engine decides.
     peer_ended: bool,
+    /// The reactor watching the socket, and the socket's key there.
+    watch: Option<(Weak<Reactor>, u64)>,
 }
 
 /// What a guest's stream receive showed about the data still queued.
@@ -97,8 +97,30 @@ impl EventLink {
         Arc::new(Self {
             socket,
             inner: Mutex::default(),
-            wake: Notify::new(),
         })
+    }
+
+    /// The reactor watches the socket under `key`.
+    pub(crate) fn watched_as(&self, reactor: Weak<Reactor>, key: u64) {
+        self.lock().watch = Some((reactor, key));
+    }
+
+    /// The reactor stopped watching the socket under `key`.
+    pub(crate) fn unwatched(&self, key: u64) {
+        let mut inner = self.lock();
+        if inner.watch.as_ref().is_some_and(|(_, k)| *k == key) {
+            inner.watch = None;
+        }
+    }
+
+    /// Asks the reactor for a full look at the socket in its next turn.
+    fn wake(&self) {
+        let watch = self.lock().watch.clone();
+        if let Some((reactor, key)) = watch
+            && let Some(reactor) = reactor.upgrade()
+        {
+            reactor.look_at(key);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, LinkInner> {
@@ -132,11 +154,11 @@ impl EventLink {
                 .is_some_and(|q| !q.is_closed())
     }
 
-    /// Changes the select state (a guest call happened) and wakes the
-    /// engine to deliver what became due.
+    /// Changes the select state (a guest call happened) and asks the
+    /// reactor to deliver what became due.
     pub fn update(&self, change: impl FnOnce(&mut SelectState)) {
         change(&mut self.lock().state);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// A stream receive (WSPRecv, WSPRecvFrom) finished: FD_READ and FD_OOB
@@ -162,7 +184,7 @@ impl EventLink {
         let full = matches!(post_due(self.socket, &mut inner), Ok(Some(_)));
         drop(inner);
         if look || full {
-            self.wake.notify_one();
+            self.wake();
         }
     }
 
@@ -179,7 +201,7 @@ impl EventLink {
         let full = matches!(post_due(self.socket, &mut inner), Ok(Some(_)));
         drop(inner);
         if would_block || full {
-            self.wake.notify_one();
+            self.wake();
         }
     }
 
@@ -216,17 +238,17 @@ impl EventLink {
     /// connection (SPEC AS-18).
     pub fn shut_receive(&self) {
         self.lock().receive_shut = true;
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// The guest closed the socket: deliver nothing more (SPEC AS-19).
     pub fn close(&self) {
         self.lock().closed = true;
-        self.wake.notify_one();
+        self.wake();
     }
 }
 
-/// The native socket an engine task watches.
+/// The native socket the reactor watches for a registered socket.
 pub enum Watched {
     /// A stream socket whose connect is in progress.
     Connecting(Arc<TcpStream>),
@@ -235,17 +257,12 @@ pub enum Watched {
     /// A connected stream socket.
     Stream(Arc<TcpStream>),
     /// A listening socket: its admitted connections (the admitting task
-    /// wakes the engine through the link when one is ready).
+    /// asks for a look through the link when one is ready).
     Listener(Arc<Admission>),
     /// A datagram socket and the senders that may reach its guest.
     Datagram(Arc<UdpSocket>, DatagramFilter),
     /// Nothing to watch (idle socket): only guest calls change anything.
     Nothing,
-}
-
-/// Starts the engine task of one socket on the current tokio runtime.
-pub fn spawn(link: Arc<EventLink>, watched: Watched) -> AbortHandle {
-    tokio::spawn(run(link, watched)).abort_handle()
 }
 
 /// What one look at the native socket found.
@@ -261,7 +278,8 @@ struct Observed {
     ended: bool,
 }
 
-fn poll_now(fd: impl AsFd) -> PollFlags {
+/// The conditions `fd` shows now, asked with one `poll(2)`.
+fn poll_now(fd: impl std::os::fd::AsFd) -> PollFlags {
     let wanted = PollFlags::IN | PollFlags::PRI | PollFlags::OUT | PollFlags::RDHUP;
     let mut fds = [PollFd::new(&fd, wanted)];
     let zero = Timespec {
@@ -282,13 +300,17 @@ fn close_error(err: std::io::Error) -> WsaError {
     }
 }
 
-/// What a connected stream shows. One `poll(2)` in the common case;
+/// What a connected stream shows, from `flags` (what the kernel reported):
 /// FIONREAD only once the peer's side has ended (to tell the last data from
 /// the end), SO_OOBINLINE only when FD_OOB is registered. After the guest
 /// shut its receive direction, data is no news but aborts the connection,
 /// and the peer's FIN is the close indication (SPEC AS-18).
-fn observe_stream(stream: &TcpStream, wants_oob: bool, receive_shut: bool) -> Observed {
-    let flags = poll_now(stream);
+fn observe_stream(
+    stream: &TcpStream,
+    flags: PollFlags,
+    wants_oob: bool,
+    receive_shut: bool,
+) -> Observed {
     let sock = SockRef::from(stream);
     let ended = flags.intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR);
     let data = match (flags.contains(PollFlags::IN), ended) {
@@ -328,10 +350,12 @@ fn observe_stream(stream: &TcpStream, wants_oob: bool, receive_shut: bool) -> Ob
     }
 }
 
-fn observe(watched: &Watched, link: &EventLink) -> Observed {
+/// One look at `watched`: `flags` as the kernel reported them, or asked
+/// now when there are none.
+fn observe(watched: &Watched, link: &EventLink, flags: Option<PollFlags>) -> Observed {
     match watched {
         Watched::Connecting(stream) => {
-            let flags = poll_now(&**stream);
+            let flags = flags.unwrap_or_else(|| poll_now(&**stream));
             if !flags.intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP) {
                 return Observed::default();
             }
@@ -358,7 +382,8 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
                     inner.receive_shut,
                 )
             };
-            observe_stream(stream, wants_oob, receive_shut)
+            let flags = flags.unwrap_or_else(|| poll_now(&**stream));
+            observe_stream(stream, flags, wants_oob, receive_shut)
         }
         Watched::Listener(admission) => Observed {
             now: Conditions {
@@ -368,10 +393,10 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
             ..Observed::default()
         },
         Watched::Datagram(udp, filter) => {
+            let flags = flags.unwrap_or_else(|| poll_now(&**udp));
             // A refused datagram is no FD_READ: it is dropped unseen, and
             // data is there when an admitted datagram is at the head.
-            let admitted = purge_refused(udp, filter);
-            let flags = poll_now(&**udp);
+            let admitted = flags.contains(PollFlags::IN) && purge_refused(udp, filter);
             Observed {
                 now: Conditions {
                     data: admitted,
@@ -385,59 +410,29 @@ fn observe(watched: &Watched, link: &EventLink) -> Observed {
     }
 }
 
-/// What the task waits for next.
-enum Next {
-    /// Stop: the socket was closed, unregistered, or its queue is gone.
+/// What a delivery leaves the reactor to wait for.
+pub(crate) enum Next {
+    /// Nothing more: the socket was closed, unregistered, or its queue is
+    /// gone.
     Stop,
-    /// Wait for readiness of `interest` (if any), a guest call, or room in
-    /// `full` when a post found the queue full.
+    /// Later reports of the kernel and looks asked for; besides, `room` in
+    /// the socket quota for a listener's waiting connection, and room in
+    /// `full` when a post found it full.
     Wait {
-        interest: Option<Interest>,
+        room: bool,
         full: Option<Arc<MessageQueue>>,
     },
 }
 
-fn merge(a: Option<Interest>, b: Interest) -> Option<Interest> {
-    Some(match a {
-        Some(a) => a | b,
-        None => b,
-    })
-}
-
-/// Looks at the socket, posts what is due, and says what to wait for.
-///
-/// `woke` is the readiness that woke the engine when it is new data on a
-/// stream: tokio's readiness is then what the socket shows without asking
-/// the kernel again, because every non-blocking operation that finds the
-/// socket empty clears it (a receive that got less than it asked for
-/// included, see `Socket::recv_stream`), and epoll reports a socket's state
-/// as of the moment it is asked. Streams whose urgent data or receive
-/// shutdown matters are looked at with `poll(2)`.
-fn deliver(link: &EventLink, watched: &mut Watched, woke: Option<Ready>) -> Next {
-    // The readiness must still be there (the guest may have emptied the
-    // socket since), which is only certain when nothing runs beside this
-    // task: on a current-thread runtime.
-    let new_data = match (woke, &*watched) {
-        (Some(_), Watched::Stream(stream)) => {
-            let inner = link.lock();
-            !inner.receive_shut
-                && !inner.state.mask().contains(FdEvents::OOB)
-                && stream.try_io(Interest::READABLE, || Ok(())).is_ok()
-        }
-        _ => false,
-    };
-    let seen = (!new_data).then(|| observe(watched, link));
+/// Looks at the socket (with `flags` the kernel reported, or asking it
+/// now), feeds what it shows into the socket's select state, and posts
+/// what is due (SPEC AS-9 .. AS-20).
+pub(crate) fn deliver(link: &EventLink, watched: &mut Watched, flags: Option<PollFlags>) -> Next {
+    let seen = observe(watched, link, flags);
     let mut inner = link.lock();
     if inner.closed || inner.queue.as_ref().and_then(Weak::upgrade).is_none() {
         return Next::Stop;
     }
-    let seen = seen.unwrap_or_else(|| Observed {
-        now: Conditions {
-            data: true,
-            ..inner.state.conditions()
-        },
-        ..Observed::default()
-    });
     if let Some(outcome) = seen.connect {
         inner.state.connect_finished(outcome);
         if let Watched::Connecting(stream) = watched {
@@ -461,6 +456,7 @@ fn deliver(link: &EventLink, watched: &mut Watched, woke: Option<Ready>) -> Next
         // Just connected: look again as a connected stream.
         (Watched::Stream(stream), Some(None)) => observe_stream(
             stream,
+            poll_now(&**stream),
             inner.state.mask().contains(FdEvents::OOB),
             inner.receive_shut,
         ),
@@ -476,213 +472,15 @@ fn deliver(link: &EventLink, watched: &mut Watched, woke: Option<Ready>) -> Next
     let Ok(full) = post_due(link.socket, &mut inner) else {
         return Next::Stop;
     };
-    let state = &inner.state;
-    let now = state.conditions();
-    let mut interest = None;
-    let watching = |e| state.watching(e);
-    match watched {
-        Watched::Connecting(_) => interest = merge(interest, Interest::WRITABLE),
-        Watched::Joining(..) => {}
-        // A stream whose close indication arrived stays "ready" for ever:
-        // nothing new can happen on it but the guest's own calls.
-        Watched::Stream(_) if state.close_arrived_already() => {}
-        Watched::Stream(_) if seen.ended => {
-            // Only room to send can still change by itself.
-            if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
-                interest = merge(interest, Interest::WRITABLE);
-            }
-        }
-        Watched::Stream(stream) => {
-            // Watched for new data whenever FD_READ or FD_CLOSE is
-            // registered, also while FD_READ waits for its re-enabling
-            // recv: the guest's receives then need not wake the engine
-            // (see `EventLink::stream_received`). Data already there is no
-            // news: its readiness is cleared first, so that only new data
-            // or the peer's end (which stays ready) wakes the engine. A
-            // stream whose receive direction the guest shut is watched for
-            // data too: data that can no longer be read aborts it.
-            if state.mask().intersects(FdEvents::READ | FdEvents::CLOSE) || inner.receive_shut {
-                if now.data {
-                    let _ = stream.try_io(Interest::READABLE, would_block);
-                }
-                interest = merge(interest, Interest::READABLE);
-            }
-            // Never wait for a readiness whose condition already holds: it
-            // would be ready at once, for ever.
-            if watching(FdEvents::OOB) && !now.oob {
-                interest = merge(interest, Interest::PRIORITY);
-            }
-            if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
-                interest = merge(interest, Interest::WRITABLE);
-            }
-        }
-        Watched::Datagram(..) => {
-            // Never wait for a readiness whose condition already holds: it
-            // would be ready at once, for ever (the guest's next receive
-            // wakes the engine instead).
-            if watching(FdEvents::READ) && !now.data {
-                interest = merge(interest, Interest::READABLE);
-            }
-            if watching(FdEvents::WRITE) && state.write_owed() && !now.writable {
-                interest = merge(interest, Interest::WRITABLE);
-            }
-        }
-        // The admitting task wakes the link when a connection is ready; a
-        // connection that waits for room in the socket quota waits for a
-        // socket of the guest to be closed.
+    // A connection that waits for room in the socket quota waits for a
+    // socket of the guest to be closed.
+    let room = match watched {
         Watched::Listener(admission) => {
-            if watching(FdEvents::ACCEPT) && admission.has_pending() && !now.pending_accept {
-                interest = merge(interest, Interest::READABLE);
-            }
+            inner.state.watching(FdEvents::ACCEPT)
+                && admission.has_pending()
+                && !inner.state.conditions().pending_accept
         }
-        Watched::Nothing => {}
-    }
-    Next::Wait { interest, full }
-}
-
-/// A readiness check that always fails: `try_io` with it clears tokio's
-/// readiness of the interest it is given.
-fn would_block() -> std::io::Result<()> {
-    Err(std::io::ErrorKind::WouldBlock.into())
-}
-
-/// Urgent-data readiness of a stream: tokio registers streams for read and
-/// write only, so FD_OOB watches a duplicate descriptor registered for
-/// `EPOLLPRI`.
-type UrgentWatch = AsyncFd<std::os::fd::OwnedFd>;
-
-/// The readiness of `one` (a single interest) the kernel confirms in
-/// `flags`.
-fn confirms(flags: PollFlags, one: Interest) -> bool {
-    (one.is_readable() && flags.intersects(PollFlags::IN | PollFlags::RDHUP))
-        || (one.is_writable() && flags.contains(PollFlags::OUT))
-        || (one.is_priority() && flags.contains(PollFlags::PRI))
-}
-
-/// Clears the readiness tokio holds for `interest` that the kernel does not
-/// confirm: the engine has looked at the socket since it arrived. The
-/// kernel is asked inside `try_io`, so readiness that arrives meanwhile is
-/// kept; one `poll(2)` at most, none when tokio holds no readiness.
-fn clear_stale(
-    fd: impl AsFd,
-    interest: Interest,
-    try_io: impl Fn(Interest, &mut dyn FnMut() -> std::io::Result<()>) -> std::io::Result<()>,
-) {
-    let mut flags = None;
-    for one in [Interest::READABLE, Interest::WRITABLE, Interest::PRIORITY] {
-        let wanted = (one.is_readable() && interest.is_readable())
-            || (one.is_writable() && interest.is_writable())
-            || (one.is_priority() && interest.is_priority());
-        if wanted {
-            let _ = try_io(one, &mut || {
-                let flags = *flags.get_or_insert_with(|| poll_now(&fd));
-                if confirms(flags, one) {
-                    Ok(())
-                } else {
-                    would_block()
-                }
-            });
-        }
-    }
-}
-
-/// Waits for readiness of `interest`, stale readiness cleared first.
-/// Returns the readiness when it is new data on a stream watched for
-/// nothing else (see [`deliver`]).
-async fn ready(
-    watched: &Watched,
-    urgent: Option<&UrgentWatch>,
-    interest: Interest,
-) -> Option<Ready> {
-    let (main, wants_urgent) = match urgent {
-        Some(_) if interest.is_priority() => (interest.remove(Interest::PRIORITY), true),
-        _ => (Some(interest), false),
+        _ => false,
     };
-    let on_main = async {
-        let Some(interest) = main else {
-            return std::future::pending().await;
-        };
-        match watched {
-            Watched::Stream(s) => {
-                clear_stale(&**s, interest, |one, f| s.try_io(one, f));
-                let ready = s.ready(interest).await.ok();
-                ready.filter(|r| interest == Interest::READABLE && *r == Ready::READABLE)
-            }
-            Watched::Connecting(s) => {
-                clear_stale(&**s, interest, |one, f| s.try_io(one, f));
-                let _ = s.ready(interest).await;
-                None
-            }
-            Watched::Datagram(u, _) => {
-                clear_stale(&**u, interest, |one, f| u.try_io(one, f));
-                let _ = u.ready(interest).await;
-                None
-            }
-            // Readable on a listener: room in the socket quota.
-            Watched::Listener(admission) => {
-                admission.room().await;
-                None
-            }
-            Watched::Joining(..) | Watched::Nothing => std::future::pending().await,
-        }
-    };
-    let on_urgent = async {
-        match urgent {
-            Some(watch) if wants_urgent => {
-                clear_stale(watch.get_ref(), Interest::PRIORITY, |one, f| {
-                    watch.try_io(one, |_| f())
-                });
-                let _ = watch.ready(Interest::PRIORITY).await;
-                None
-            }
-            _ => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        biased;
-        woke = on_main => woke,
-        woke = on_urgent => woke,
-    }
-}
-
-async fn run(link: Arc<EventLink>, mut watched: Watched) {
-    // See `deliver`: readiness stands for what the socket shows only where
-    // the guest's calls and this task never run at the same time.
-    let alone = tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::CurrentThread;
-    let urgent = match &watched {
-        Watched::Connecting(s) | Watched::Stream(s)
-            if link.registered_mask().contains(FdEvents::OOB) =>
-        {
-            sys::register_urgent(&**s).ok()
-        }
-        _ => None,
-    };
-    let mut woke = None;
-    loop {
-        // Whatever happens, give the runtime its turn now and then.
-        tokio::task::consume_budget().await;
-        let woken = link.wake.notified();
-        let (interest, full) = match deliver(&link, &mut watched, woke) {
-            Next::Stop => return,
-            Next::Wait { interest, full } => (interest, full),
-        };
-        woke = tokio::select! {
-            // In order: no random number per wake-up.
-            biased;
-            woke = async {
-                match interest {
-                    Some(interest) => ready(&watched, urgent.as_ref(), interest).await,
-                    None => std::future::pending().await,
-                }
-            } => woke.filter(|_| alone),
-            () = woken => None,
-            () = async {
-                match &full {
-                    Some(queue) => queue.room().await,
-                    None => std::future::pending().await,
-                }
-            } => None,
-        };
-    }
+    Next::Wait { room, full }
 }

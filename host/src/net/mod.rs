@@ -8,6 +8,7 @@ pub mod engine;
 pub mod gate;
 pub mod provider;
 pub mod queue;
+mod reactor;
 pub mod rooted;
 pub mod select;
 pub mod socket;

@@ -12,6 +12,7 @@ use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::{EventLink, Remains};
 use super::gate::{DenialCounts, DeniedBy, Gate};
 use super::queue::MessageQueue;
+use super::reactor::Reactor;
 use super::rooted::{self, JoinCell, Rooted};
 use super::select::{FdEvents, Reenable, SelectState};
 use super::socket::{BroadcastProbe, Membership, MsgFlags, Socket, wildcard};
@@ -287,15 +288,20 @@ pub struct Provider {
     /// buffer for all the guest's sockets: a receive of 64 bytes into room
     /// for 64 KiB allocates 64 bytes, not 64 KiB).
     recv_scratch: Vec<u8>,
+    /// The guest's event reactor (WSPAsyncSelect): watches its registered
+    /// sockets and posts into its queues.
+    reactor: Arc<Reactor>,
 }
 
 impl Provider {
     /// A provider with no sockets, under `policy`; `label` names the guest
     /// in log lines.
     pub fn new(policy: Arc<Policy>, label: impl Into<Arc<str>>) -> Self {
+        let gate = Gate::new(policy, label.into());
         Self {
+            reactor: Reactor::new(gate.clone()),
             guard: Guard {
-                gate: Gate::new(policy, label.into()),
+                gate,
                 broadcast: BroadcastProbe::default(),
             },
             sockets: HashMap::new(),
@@ -369,7 +375,12 @@ impl Provider {
             return Err(self.guard.deny(denial));
         }
         self.has_room()?;
-        let mut socket = Socket::create(entry, req.flags, self.guard.gate.clone())?;
+        let mut socket = Socket::create(
+            entry,
+            req.flags,
+            self.guard.gate.clone(),
+            self.reactor.clone(),
+        )?;
         if entry.is_rooted()
             && req
                 .flags
@@ -402,7 +413,7 @@ impl Provider {
         let local = sock.bound_addr().ok_or(WsaError::Inval)?;
         guard.check(NetUse::Listen, local)?;
         sock.listen(backlog.min(crate::policy::MAX_BACKLOG))?;
-        sock.restart_watcher();
+        sock.restart_watcher()?;
         Ok(())
     }
 
@@ -446,7 +457,10 @@ impl Provider {
         let child = self.socket(child_s)?;
         // SPEC AS-7: the accepted socket inherits the registration.
         listener_link.inherit_into(&child.link);
-        child.restart_watcher();
+        if let Err(err) = child.restart_watcher() {
+            self.sockets.remove(&child_s);
+            return Err(err);
+        }
         Ok((child_s, peer))
     }
 
@@ -465,7 +479,7 @@ impl Provider {
         }
         let addr = guard.destination(sock, addr, NetUse::Connect)?;
         let result = sock.connect(addr).await;
-        sock.restart_watcher();
+        sock.restart_watcher()?;
         result
     }
 
@@ -642,10 +656,12 @@ impl Provider {
         msg: u32,
         events: FdEvents,
     ) -> Result<(), WsaError> {
-        let sock = self.socket(s)?;
-        if queue.is_closed() {
+        self.socket(s)?;
+        // A closed queue, or another guest's (SPEC AS-3).
+        if queue.is_closed() || !queue.attach(&self.reactor) {
             return Err(WsaError::Inval);
         }
+        let sock = self.socket(s)?;
         sock.nonblocking = true;
         sock.refresh_connect();
         if sock.entry.kind == SocketKind::Datagram {
@@ -654,7 +670,10 @@ impl Provider {
             sock.link.update(SelectState::datagram_bound);
         }
         sock.link.register(queue, msg, events);
-        sock.restart_watcher();
+        if let Err(err) = sock.restart_watcher() {
+            sock.link.register(queue, msg, FdEvents::empty());
+            return Err(err);
+        }
         Ok(())
     }
 
@@ -775,7 +794,7 @@ impl Provider {
             st.connect_finished(None);
         });
         // Its inbound filter now includes the membership.
-        sock.restart_watcher();
+        sock.restart_watcher()?;
         Ok((s, Vec::new()))
     }
 
@@ -832,11 +851,12 @@ impl Provider {
             }
             self.has_room()?;
             let gate = self.guard.gate.clone();
+            let reactor = self.reactor.clone();
             let root = self.socket(s)?;
             let flags = (root.flags - F::MULTIPOINT_C_ROOT - F::MULTIPOINT_D_ROOT)
                 | F::MULTIPOINT_C_LEAF
                 | F::MULTIPOINT_D_LEAF;
-            let mut leaf = Socket::create(root.entry, flags, gate)?;
+            let mut leaf = Socket::create(root.entry, flags, gate, reactor)?;
             leaf.nonblocking = root.nonblocking;
             leaf.rooted = Some(Rooted::LeafOfRoot { root: s });
             let root_link = root.link.clone();
@@ -884,14 +904,14 @@ impl Provider {
             joining.link.clone(),
         ));
         joining.join_task = Some(task.abort_handle());
-        joining.restart_watcher();
+        joining.restart_watcher()?;
         if !self.socket(s)?.blocking() {
             return Ok((leaf, Vec::new()));
         }
         let _ = task.await;
         let joined = self.socket(leaf)?;
         joined.refresh_connect();
-        joined.restart_watcher();
+        joined.restart_watcher()?;
         match cell.outcome() {
             Some(Ok(callee_data)) => Ok((leaf, callee_data)),
             Some(Err(err)) => {

@@ -10,11 +10,12 @@
 //! is bounded by the socket quota).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::reactor::Reactor;
 use super::select::{FdEvents, Notice};
 
 /// Largest capacity a guest may ask for.
@@ -78,11 +79,17 @@ impl Inner {
 }
 
 /// A bounded message queue shared by the guest and the event engine.
+///
+/// Looking at the queue (taking, peeking, its length, waiting) first turns
+/// the reactor of the guest whose sockets post into it, so that what the
+/// kernel reported since is in the queue (see `net::reactor`).
 #[derive(Default)]
 pub struct MessageQueue {
     inner: Mutex<Inner>,
     arrived: Notify,
-    room: Notify,
+    /// The reactor of the guest whose sockets post here, from the first
+    /// WSPAsyncSelect with this queue on.
+    reactor: OnceLock<Arc<Reactor>>,
 }
 
 impl MessageQueue {
@@ -124,20 +131,24 @@ impl MessageQueue {
         Posted::Queued
     }
 
-    fn took(&self, inner: MutexGuard<'_, Inner>, took: usize) {
-        let has_room = took > 0 && inner.messages.len() < inner.capacity;
-        drop(inner);
-        if has_room {
-            self.room.notify_waiters();
+    /// Ties the queue to the reactor of the guest that registers a socket
+    /// with it (WSPAsyncSelect). False when the queue already belongs to
+    /// another guest's reactor: a queue is one guest's (SPEC AS-1).
+    pub(crate) fn attach(&self, reactor: &Arc<Reactor>) -> bool {
+        Arc::ptr_eq(self.reactor.get_or_init(|| reactor.clone()), reactor)
+    }
+
+    /// Delivers what the guest's sockets have to post (a reactor turn).
+    fn turn(&self) {
+        if let Some(reactor) = self.reactor.get() {
+            reactor.turn();
         }
     }
 
     /// Takes the oldest message without waiting.
     pub fn try_get(&self) -> Option<Message> {
-        let mut inner = self.lock();
-        let message = inner.pop_front();
-        self.took(inner, usize::from(message.is_some()));
-        message
+        self.turn();
+        self.lock().pop_front()
     }
 
     /// Takes the oldest message, waiting up to `timeout` (forever with
@@ -145,14 +156,13 @@ impl MessageQueue {
     pub async fn get(&self, timeout: Option<Duration>) -> Option<Message> {
         let wait = async {
             loop {
-                let arrived = self.arrived.notified();
+                self.ready().await;
                 if let Some(message) = self.try_get() {
                     return Some(message);
                 }
                 if self.is_closed() {
                     return None;
                 }
-                arrived.await;
             }
         };
         match timeout {
@@ -165,33 +175,49 @@ impl MessageQueue {
     pub async fn ready(&self) {
         loop {
             let arrived = self.arrived.notified();
+            self.turn();
             {
                 let inner = self.lock();
                 if !inner.messages.is_empty() || inner.closed {
                     return;
                 }
             }
-            arrived.await;
+            match self.reactor.get() {
+                Some(reactor) => tokio::select! {
+                    biased;
+                    () = arrived => {}
+                    () = reactor.activity() => {}
+                },
+                None => arrived.await,
+            }
         }
     }
 
     /// The oldest message, left in the queue.
     pub fn peek(&self) -> Option<Message> {
+        self.turn();
         self.lock().messages.front().copied()
     }
 
     /// Takes up to `max` messages at once, oldest first.
     pub fn drain(&self, max: usize) -> Vec<Message> {
+        self.turn();
         let mut inner = self.lock();
         let n = max.min(inner.messages.len());
-        let out: Vec<Message> = (0..n).filter_map(|_| inner.pop_front()).collect();
-        self.took(inner, out.len());
-        out
+        (0..n).filter_map(|_| inner.pop_front()).collect()
     }
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
+        self.turn();
         self.lock().messages.len()
+    }
+
+    /// Whether a post other than FD_CONNECT and FD_CLOSE would find the
+    /// queue full (no reactor turn: the reactor asks this itself).
+    pub(crate) fn is_full(&self) -> bool {
+        let inner = self.lock();
+        inner.messages.len() >= inner.capacity
     }
 
     /// Whether no message waits.
@@ -201,6 +227,7 @@ impl MessageQueue {
 
     /// How many posts found the queue full and had to wait.
     pub fn overflows(&self) -> u64 {
+        self.turn();
         self.lock().overflows
     }
 
@@ -209,26 +236,11 @@ impl MessageQueue {
     pub fn close(&self) {
         self.lock().closed = true;
         self.arrived.notify_waiters();
-        self.room.notify_waiters();
     }
 
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
-    }
-
-    /// Waits until a post that found the queue full may succeed.
-    pub async fn room(&self) {
-        loop {
-            let room = self.room.notified();
-            {
-                let inner = self.lock();
-                if inner.closed || inner.messages.len() < inner.capacity {
-                    return;
-                }
-            }
-            room.await;
-        }
     }
 }
 

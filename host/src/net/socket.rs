@@ -24,8 +24,9 @@ use tokio::task::AbortHandle;
 
 use super::admission::{Admission, Admitted};
 use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
-use super::engine::{self, EventLink, Watched};
+use super::engine::{EventLink, Watched};
 use super::gate::{DatagramFilter, Gate, SocketSlot};
+use super::reactor::{Reactor, Watch};
 use super::rooted::{JoinCell, Rooted};
 use super::select::SelectState;
 use super::sys;
@@ -139,6 +140,9 @@ pub(crate) struct Listening {
 pub struct Socket {
     /// The guest's capability gate (inbound filters use it).
     gate: Arc<Gate>,
+    /// The guest's event reactor, which watches the socket while it is
+    /// registered (WSPAsyncSelect).
+    reactor: Arc<Reactor>,
     /// This socket's place in the guest's socket quota (it moves to a
     /// lingering close, which holds it until done).
     slot: Option<SocketSlot>,
@@ -152,7 +156,7 @@ pub struct Socket {
     pub(crate) state: State,
     /// The async-select registration and its delivery (WSPAsyncSelect).
     pub(crate) link: Arc<EventLink>,
-    watcher: Option<AbortHandle>,
+    watcher: Option<Watch>,
     /// The multicast session joined with WSPJoinLeaf, if any.
     pub membership: Option<Membership>,
     /// A rooted join in progress (its handshake runs in a task).
@@ -237,6 +241,7 @@ impl Socket {
         entry: &'static ProtocolEntry,
         flags: SocketFlags,
         gate: Arc<Gate>,
+        reactor: Arc<Reactor>,
     ) -> Result<Self, WsaError> {
         let ty = match entry.kind {
             SocketKind::Stream => Type::STREAM,
@@ -251,7 +256,7 @@ impl Socket {
             SocketKind::Stream => State::Idle(native),
             SocketKind::Datagram => State::Datagram(Arc::new(UdpSocket::from_std(native.into())?)),
         };
-        Ok(Self::with_state(entry, flags, false, state, gate))
+        Ok(Self::with_state(entry, flags, false, state, gate, reactor))
     }
 
     fn with_state(
@@ -260,10 +265,12 @@ impl Socket {
         nonblocking: bool,
         state: State,
         gate: Arc<Gate>,
+        reactor: Arc<Reactor>,
     ) -> Self {
         Self {
             slot: Some(gate.slot()),
             gate,
+            reactor,
             entry,
             flags,
             nonblocking,
@@ -299,19 +306,19 @@ impl Socket {
         }
     }
 
-    /// (Re)starts the event engine for this socket after its registration
-    /// or its state changed; stops it when nothing is registered.
-    pub fn restart_watcher(&mut self) {
-        if let Some(old) = self.watcher.take() {
-            old.abort();
-        }
+    /// (Re)starts watching this socket in the guest's reactor after its
+    /// registration or its state changed; stops when nothing is registered.
+    /// `WSAENOBUFS` when the kernel has no room for the watch.
+    pub fn restart_watcher(&mut self) -> Result<(), WsaError> {
+        self.watcher = None;
         if self.link.is_registered() {
             if let State::Listening(listening) = &self.state {
                 // FD_ACCEPT announces only admitted connections.
                 listening.admission.admit_in_background();
             }
-            self.watcher = Some(engine::spawn(self.link.clone(), self.watched()));
+            self.watcher = Some(self.reactor.watch(&self.link, self.watched())?);
         }
+        Ok(())
     }
 
     /// Whether calls block (the Winsock mode, not the native one).
@@ -425,6 +432,7 @@ impl Socket {
             self.nonblocking,
             State::Connected(Arc::new(admitted.stream)),
             self.gate.clone(),
+            self.reactor.clone(),
         );
         if let Some(caller_data) = admitted.caller_data {
             socket.connect_data = caller_data;
@@ -1130,9 +1138,7 @@ impl Drop for Socket {
     fn drop(&mut self) {
         // A guest that ends with lingering sockets must not block either.
         let _ = self.begin_close();
-        if let Some(watcher) = self.watcher.take() {
-            watcher.abort();
-        }
+        self.watcher = None;
         if let Some(join) = self.join_task.take() {
             // Cancelling a join resets its connection (SPEC JL-5).
             if let State::Connecting(stream) = &self.state {

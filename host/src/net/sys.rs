@@ -75,19 +75,15 @@ pub fn register_listener(
     .map_err(|e| e.into_parts())
 }
 
-/// Registers a duplicate of a stream's descriptor with tokio's reactor for
-/// urgent-data (`EPOLLPRI`) readiness, which tokio's own registration of
-/// the stream does not include.
-pub fn register_urgent(
-    stream: &impl std::os::fd::AsFd,
+/// Registers a descriptor the caller hands over (an epoll set) with
+/// tokio's reactor for readability.
+pub fn register_readable(
+    fd: std::os::fd::OwnedFd,
 ) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    let duplicate = rustix::io::dup(stream)?;
-    // SAFETY: the `AsyncFd` owns `duplicate`, a descriptor of its own that
-    // stays open and the same for the whole life of the `AsyncFd`.
-    unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(duplicate, tokio::io::Interest::PRIORITY)
-    }
-    .map_err(io::Error::from)
+    // SAFETY: the `AsyncFd` owns `fd`, a descriptor of its own that stays
+    // open and the same for the whole life of the `AsyncFd`.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(io::Error::from)
 }
 
 /// Bytes a stream socket has not yet had acknowledged by its peer
