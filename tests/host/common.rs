@@ -133,9 +133,10 @@ pub fn run_guest_on(flavor: Flavor, name: &str, policy: Policy, args: &[&str]) -
         match tokio::time::timeout(GUEST_DEADLINE, guest).await {
             Ok(finished) => finished.expect("guest task"),
             Err(_) => panic!(
-                "guest did not finish within the deadline; its output so far:\n{}\n{}",
+                "guest did not finish within the deadline; its output so far:\n{}\nits \
+                 stderr so far:\n{}",
                 String::from_utf8_lossy(&stdout.contents()),
-                thread_dump()
+                String::from_utf8_lossy(&stderr.contents()),
             ),
         }
     });
@@ -147,32 +148,6 @@ pub fn run_guest_on(flavor: Flavor, name: &str, policy: Policy, args: &[&str]) -
             .map(str::to_string)
             .collect(),
         stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
-    }
-}
-
-/// Every thread's stack in this test process, through gdb where it is
-/// installed (bounded to a minute): what a guest that missed its deadline
-/// was waiting for.
-fn thread_dump() -> String {
-    let pid = std::process::id().to_string();
-    let dump = Command::new("timeout")
-        .args([
-            "60",
-            "gdb",
-            "-p",
-            &pid,
-            "-batch",
-            "-ex",
-            "thread apply all bt 40",
-        ])
-        .output();
-    match dump {
-        Ok(out) => format!(
-            "thread dump:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => format!("(no thread dump: {e})"),
     }
 }
 

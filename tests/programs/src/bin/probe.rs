@@ -38,6 +38,9 @@ fn main() {
         stash: Vec::new(),
     };
     for command in std::env::args().skip(1) {
+        // Which command a probe that stalls is in (a test prints the
+        // probe's stderr when it misses its deadline).
+        eprintln!("> {command}");
         let words: Vec<&str> = command.split_whitespace().collect();
         let line = match probe.run(&words) {
             Ok(text) if text.is_empty() => "ok".to_string(),
