@@ -210,24 +210,14 @@ fn is_wouldblock(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::WouldBlock
 }
 
-/// Runs `op` now; if it would block and the socket is blocking, waits for
-/// readiness on `io` and retries. `op` runs through tokio's `try_io` where
-/// tokio holds readiness, so that WSAEWOULDBLOCK clears it: the event
-/// engine then takes tokio's readiness as what the socket shows.
+/// Runs `op` now, whatever tokio's readiness says (nothing but a blocking
+/// wait uses it: the guest's reactor asks the kernel); if it would block
+/// and the socket is blocking, waits for readiness on `io` and retries.
 macro_rules! run_io {
     ($io:expr, $blocking:expr, $interest:expr, $op:expr) => {{
         #[allow(unused_mut)]
         let mut op = $op;
-        let mut ran = false;
-        let tried = $io.try_io($interest, || {
-            ran = true;
-            op()
-        });
-        let now = match tried {
-            Err(e) if is_wouldblock(&e) && !ran => op(),
-            other => other,
-        };
-        match now {
+        match op() {
             Err(e) if $blocking && is_wouldblock(&e) => $io.async_io($interest, op).await,
             other => other,
         }
@@ -830,29 +820,12 @@ impl Socket {
         let wait_all = flags.contains(MsgFlags::WAIT_ALL) && blocking && native_flags == 0;
         scratch.clear();
         let buf = scratch;
-        // A receive that emptied the socket (it got less than it asked for,
-        // or FIONREAD says 0) clears tokio's readiness as WSAEWOULDBLOCK
-        // would (from before the receive, so data arriving meanwhile stays
-        // ready), and the engine takes readiness as new data. Peeks, urgent data and blocking
-        // receives (which wait through tokio anyway) leave it.
-        let drains = native_flags == 0 && !blocking;
         loop {
-            let mut drained = None;
             let result = run_io!(stream, blocking, interest, || {
                 let sock = SockRef::from(stream);
                 let room = max_len - buf.len();
-                match sys::recv_append(&sock, buf, room, native_flags)? {
-                    n if drains && n > 0 && (n < room || unread_bytes(stream) == 0) => {
-                        drained = Some(n);
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    n => Ok(n),
-                }
+                sys::recv_append(&sock, buf, room, native_flags)
             });
-            let result = match (result, drained) {
-                (Err(e), Some(n)) if is_wouldblock(&e) => Ok(n),
-                (result, _) => result,
-            };
             match result {
                 Ok(0) => break,
                 Ok(_) => {
