@@ -418,4 +418,54 @@ fn micro(quick: bool) {
     };
     println!("  instantiate-and-run-prepared-ns {}", per_run(false));
     println!("  instantiate-and-run-ns {}", per_run(true));
+
+    // An idle instance: probes that each made one message queue and wait on
+    // it; the process's resident memory grows by this much per instance
+    // (the pages of the guest's linear memory it touched included).
+    let instances = if quick { 50 } else { 500 };
+    let prepared = Arc::new(prepared);
+    let before = resident_bytes();
+    let grown = runtime.block_on(async {
+        let mut waiting = Vec::with_capacity(instances);
+        let mut tasks = Vec::with_capacity(instances);
+        for _ in 0..instances {
+            let stdout = MemoryOutputPipe::new(1 << 10);
+            let mut options = options();
+            options.args = vec!["queue 1".into(), "get q0 600000".into()];
+            options.stdio = Stdio::Capture {
+                stdout: stdout.clone(),
+                stderr: MemoryOutputPipe::new(1 << 10),
+            };
+            let prepared = prepared.clone();
+            tasks.push(tokio::spawn(async move {
+                host.run_prepared(&prepared, options).await
+            }));
+            waiting.push(stdout);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !waiting.iter().all(|out| !out.contents().is_empty()) {
+            assert!(Instant::now() < deadline, "idle probes did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let grown = resident_bytes().saturating_sub(before);
+        for task in tasks {
+            task.abort();
+        }
+        grown
+    });
+    println!(
+        "  idle-instance-resident-bytes {}",
+        grown / instances as u64
+    );
+}
+
+/// The process's resident memory (`/proc/self/statm`), in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * rustix::param::page_size() as u64
 }
