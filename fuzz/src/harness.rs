@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 use arbitrary::{Arbitrary, Unstructured};
 use wasp_host::net::queue::{Message, MessageQueue, Posted};
-use wasp_host::net::select::{Conditions, FdEvents, Notice, Reenable, SelectState};
+use wasp_host::net::select::{Conditions, FdEvents, Input, Notice, Reenable, SelectState};
 use wasp_host::{NetUse, Policy, WsaError};
 
 // ---------------------------------------------------------------------------
@@ -743,7 +743,7 @@ pub fn run_select_machine(input: &SelectInput) {
         match *op {
             SelectOp::Register { mask, msg } => {
                 let mask = FdEvents::from_bits_truncate(u32::from(mask));
-                state.register(mask, msg);
+                state.apply(Input::Register { mask, msg });
                 t.mask = mask;
                 t.msg = msg;
                 t.posted_not_reenabled = FdEvents::empty();
@@ -756,35 +756,35 @@ pub fn run_select_machine(input: &SelectInput) {
                 writable,
                 oob_inline,
             } => {
-                state.observe(Conditions {
+                state.apply(Input::Observed(Conditions {
                     data,
                     oob,
                     pending_accept,
                     writable,
                     oob_inline,
-                });
+                }));
                 t.data = data;
             }
             SelectOp::Reenable(call) => {
-                state.reenable(call.call());
+                state.apply(Input::Reenabled(call.call()));
                 t.posted_not_reenabled -= call.reenables();
             }
-            SelectOp::Connected => state.connected(),
+            SelectOp::Connected => state.apply(Input::Connected),
             SelectOp::ConnectStarted => {
-                state.connect_started();
+                state.apply(Input::ConnectStarted);
                 t.posted_not_reenabled -= FdEvents::CONNECT;
             }
             SelectOp::ConnectFinished(error) => {
-                state.connect_finished(error.map(ErrSpec::error));
+                state.apply(Input::ConnectFinished(error.map(ErrSpec::error)));
             }
             SelectOp::CloseArrived(error) => {
                 let error = error.map(ErrSpec::error);
-                state.close_arrived(error);
+                state.apply(Input::CloseArrived(error));
                 t.close.get_or_insert(error);
             }
-            SelectOp::SendWouldBlock => state.send_would_block(),
-            SelectOp::DatagramBound => state.datagram_bound(),
-            SelectOp::Changed(edge) => state.changed(edge.event()),
+            SelectOp::SendWouldBlock => state.apply(Input::SendWouldBlock),
+            SelectOp::DatagramBound => state.apply(Input::DatagramBound),
+            SelectOp::Changed(edge) => state.apply(Input::Changed(edge.event())),
             SelectOp::Take(n) => {
                 for message in queue.drain(usize::from(n % 8)) {
                     assert_eq!(message.socket, SOCKET, "{}", at("foreign message"));
@@ -877,7 +877,7 @@ fn drain(
         };
         match queue.post(message) {
             Posted::Queued => {
-                state.posted(notice.event);
+                state.apply(Input::Posted(notice.event));
                 t.posted_not_reenabled |= notice.event;
                 if notice.event == FdEvents::CLOSE {
                     t.close_posted = true;

@@ -252,7 +252,7 @@ impl Admission {
     fn push(&self, admitted: Admitted) {
         self.lock().push_back(admitted);
         self.arrived.notify_one();
-        self.link.update(|_| {});
+        self.link.wake();
     }
 }
 

@@ -22,7 +22,7 @@ use super::gate::DatagramFilter;
 use super::queue::{Message, MessageQueue, Posted};
 use super::reactor::Reactor;
 use super::rooted::JoinCell;
-use super::select::{Conditions, FdEvents, Reenable, SelectState};
+use super::select::{Conditions, FdEvents, Input, Reenable, SelectState};
 use super::socket::{abort_unreadable, purge_refused, unread_bytes};
 use super::sys;
 use crate::error::WsaError;
@@ -83,7 +83,7 @@ fn post_due(socket: u32, inner: &mut LinkInner) -> Result<Option<Arc<MessageQueu
             notice,
         };
         match queue.post(message) {
-            Posted::Queued => inner.state.posted(notice.event),
+            Posted::Queued => inner.state.apply(Input::Posted(notice.event)),
             Posted::Full => return Ok(Some(queue)),
             Posted::Closed => return Err(()),
         }
@@ -113,8 +113,9 @@ impl EventLink {
         }
     }
 
-    /// Asks the reactor for a full look at the socket in its next turn.
-    fn wake(&self) {
+    /// Asks the reactor for a full look at the socket in its next turn
+    /// (something the kernel does not report changed).
+    pub fn wake(&self) {
         let watch = self.lock().watch.clone();
         if let Some((reactor, key)) = watch
             && let Some(reactor) = reactor.upgrade()
@@ -137,7 +138,7 @@ impl EventLink {
     /// WSPAsyncSelect: registers `mask` with message id `msg` on `queue`
     /// (SPEC AS-5, AS-6).
     pub fn register(&self, queue: &Arc<MessageQueue>, msg: u32, mask: FdEvents) {
-        self.update(|state| state.register(mask, msg));
+        self.feed(Input::Register { mask, msg });
         self.lock().queue = (!mask.is_empty()).then(|| Arc::downgrade(queue));
     }
 
@@ -154,10 +155,11 @@ impl EventLink {
                 .is_some_and(|q| !q.is_closed())
     }
 
-    /// Changes the select state (a guest call happened) and asks the
-    /// reactor to deliver what became due.
-    pub fn update(&self, change: impl FnOnce(&mut SelectState)) {
-        change(&mut self.lock().state);
+    /// Feeds `input` (a guest call or a task beside it changed something)
+    /// into the socket's select state and asks the reactor to deliver what
+    /// became due.
+    pub fn feed(&self, input: Input) {
+        self.lock().state.apply(input);
         self.wake();
     }
 
@@ -169,14 +171,14 @@ impl EventLink {
     /// room.
     pub fn stream_received(&self, remains: Remains) {
         let mut inner = self.lock();
-        inner.state.reenable(Reenable::Recv);
+        inner.state.apply(Input::Reenabled(Reenable::Recv));
         let look = match remains {
             Remains::Nothing => {
-                inner.state.observe_data(false);
+                inner.state.apply(Input::DataObserved(false));
                 inner.peer_ended
             }
             Remains::Data => {
-                inner.state.observe_data(true);
+                inner.state.apply(Input::DataObserved(true));
                 false
             }
             Remains::Unknown => true,
@@ -194,9 +196,9 @@ impl EventLink {
     /// posted at once.
     pub fn sent(&self, would_block: bool) {
         let mut inner = self.lock();
-        inner.state.reenable(Reenable::Send);
+        inner.state.apply(Input::Reenabled(Reenable::Send));
         if would_block {
-            inner.state.send_would_block();
+            inner.state.apply(Input::SendWouldBlock);
         }
         let full = matches!(post_due(self.socket, &mut inner), Ok(Some(_)));
         drop(inner);
@@ -434,7 +436,7 @@ pub(crate) fn deliver(link: &EventLink, watched: &mut Watched, flags: Option<Pol
         return Next::Stop;
     }
     if let Some(outcome) = seen.connect {
-        inner.state.connect_finished(outcome);
+        inner.state.apply(Input::ConnectFinished(outcome));
         if let Watched::Connecting(stream) = watched {
             *watched = match outcome {
                 None => Watched::Stream(stream.clone()),
@@ -463,9 +465,9 @@ pub(crate) fn deliver(link: &EventLink, watched: &mut Watched, flags: Option<Pol
         _ => seen,
     };
     if let Some(close) = seen.close {
-        inner.state.close_arrived(close);
+        inner.state.apply(Input::CloseArrived(close));
     }
-    inner.state.observe(seen.now);
+    inner.state.apply(Input::Observed(seen.now));
     if matches!(watched, Watched::Stream(_)) {
         inner.peer_ended = seen.ended;
     }

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::catalog::MAX_CONNECT_DATA;
 use super::engine::EventLink;
+use super::select::Input;
 use crate::error::WsaError;
 
 /// Longest a root's send waits for one leaf to take its copy before that
@@ -149,10 +150,10 @@ pub async fn initiate(
         .unwrap_or(Err(WsaError::TimedOut));
     let error = outcome.as_ref().err().copied();
     cell.finish(outcome);
-    original.update(|state| state.connect_finished(error));
+    original.feed(Input::ConnectFinished(error));
     if !Arc::ptr_eq(&original, &own) {
         // Wake the joining socket's own engine too.
-        own.update(|_| {});
+        own.wake();
     }
 }
 

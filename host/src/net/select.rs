@@ -119,6 +119,49 @@ pub struct Conditions {
     pub oob_inline: bool,
 }
 
+/// One input of the async-select rules: every change of a socket's
+/// [`SelectState`] is one of these, fed through [`SelectState::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// `WSPAsyncSelect(s, queue, msg, mask)`: replaces the registration
+    /// (SPEC AS-5), a mask of 0 cancels (AS-6); conditions that already
+    /// hold are due at once (AS-14).
+    Register {
+        /// The events registered.
+        mask: FdEvents,
+        /// The message id.
+        msg: u32,
+    },
+    /// The socket was connected or accepted: FD_WRITE is owed (AS-15).
+    Connected,
+    /// A datagram socket was bound: it may send at once (AS-15).
+    DatagramBound,
+    /// A connect (or join) started: its outcome will be posted once more
+    /// (a connect may be retried after a failure, AS-20).
+    ConnectStarted,
+    /// A connect (or join) finished, `None` for success (AS-20); only the
+    /// first report of one attempt counts.
+    ConnectFinished(Option<WsaError>),
+    /// The close indication arrived, `None` graceful or the error of an
+    /// abortive close (AS-17, AS-18); only the first counts.
+    CloseArrived(Option<WsaError>),
+    /// A send failed with WSAEWOULDBLOCK: no room now, and FD_WRITE is owed
+    /// once room comes back (AS-15).
+    SendWouldBlock,
+    /// An edge-triggered change happened (FD_QOS, FD_GROUP_QOS, routing or
+    /// address-list change; AS-12, AS-13).
+    Changed(FdEvents),
+    /// The guest made a re-enabling call (AS-9, AS-10).
+    Reenabled(Reenable),
+    /// What the socket shows now, as the engine saw it.
+    Observed(Conditions),
+    /// Whether data waits to be read, as a guest's receive showed it.
+    DataObserved(bool),
+    /// The message of this event was posted: no more until its
+    /// re-enabling call (AS-9); FD_CONNECT and FD_CLOSE never again.
+    Posted(FdEvents),
+}
+
 /// The async-select state of one socket.
 #[derive(Clone, Debug, Default)]
 pub struct SelectState {
@@ -160,6 +203,25 @@ impl SelectState {
         state
     }
 
+    /// Feeds one input into the rules (the only way the state changes
+    /// from outside).
+    pub fn apply(&mut self, input: Input) {
+        match input {
+            Input::Register { mask, msg } => self.register(mask, msg),
+            Input::Connected => self.connected(),
+            Input::DatagramBound => self.datagram_bound(),
+            Input::ConnectStarted => self.connect_started(),
+            Input::ConnectFinished(error) => self.connect_finished(error),
+            Input::CloseArrived(error) => self.close_arrived(error),
+            Input::SendWouldBlock => self.send_would_block(),
+            Input::Changed(event) => self.changed(event),
+            Input::Reenabled(call) => self.reenable(call),
+            Input::Observed(now) => self.observe(now),
+            Input::DataObserved(data) => self.observe_data(data),
+            Input::Posted(event) => self.posted(event),
+        }
+    }
+
     /// The registered events.
     pub fn mask(&self) -> FdEvents {
         self.mask
@@ -173,7 +235,7 @@ impl SelectState {
     /// `WSPAsyncSelect(s, queue, msg, events)`: replaces the previous
     /// registration (SPEC AS-5); a mask of 0 cancels (AS-6). Conditions
     /// that already hold are due at once (AS-14).
-    pub fn register(&mut self, mask: FdEvents, msg: u32) {
+    fn register(&mut self, mask: FdEvents, msg: u32) {
         self.mask = mask;
         self.msg = msg;
         // Level and once-only events start enabled; the edge-triggered
@@ -194,19 +256,19 @@ impl SelectState {
     }
 
     /// The socket was connected or accepted (FD_WRITE is owed, AS-15).
-    pub fn connected(&mut self) {
+    fn connected(&mut self) {
         self.connected = true;
         self.write_owed = true;
     }
 
     /// A datagram socket was bound: it may send at once (AS-15).
-    pub fn datagram_bound(&mut self) {
+    fn datagram_bound(&mut self) {
         self.write_owed = true;
     }
 
     /// A connect (or join) started: its outcome will be posted once more
     /// (a connect may be retried after a failure).
-    pub fn connect_started(&mut self) {
+    fn connect_started(&mut self) {
         self.connect_outcome = None;
         self.spent.remove(FdEvents::CONNECT);
         self.enabled.insert(FdEvents::CONNECT);
@@ -214,7 +276,7 @@ impl SelectState {
 
     /// A connect (or join) finished, `None` for success (SPEC AS-20). Only
     /// the first report of one attempt counts.
-    pub fn connect_finished(&mut self, error: Option<WsaError>) {
+    fn connect_finished(&mut self, error: Option<WsaError>) {
         if self.connect_outcome.is_some() {
             return;
         }
@@ -241,7 +303,7 @@ impl SelectState {
 
     /// The close indication arrived (SPEC AS-17): `None` graceful, or the
     /// error of an abortive close.
-    pub fn close_arrived(&mut self, error: Option<WsaError>) {
+    fn close_arrived(&mut self, error: Option<WsaError>) {
         if self.close_outcome.is_none() {
             self.close_outcome = Some(error);
         }
@@ -249,7 +311,7 @@ impl SelectState {
 
     /// A send failed with WSAEWOULDBLOCK: FD_WRITE is owed once room comes
     /// back (SPEC AS-15).
-    pub fn send_would_block(&mut self) {
+    fn send_would_block(&mut self) {
         self.write_owed = true;
         // The send showed there is no room now.
         self.now.writable = false;
@@ -257,22 +319,22 @@ impl SelectState {
 
     /// An edge-triggered change happened (FD_QOS, FD_GROUP_QOS, routing or
     /// address-list change; SPEC AS-12, AS-13).
-    pub fn changed(&mut self, event: FdEvents) {
+    fn changed(&mut self, event: FdEvents) {
         self.edges |= event;
     }
 
     /// The guest made a re-enabling call (SPEC AS-9, AS-10).
-    pub fn reenable(&mut self, call: Reenable) {
+    fn reenable(&mut self, call: Reenable) {
         self.enabled |= call.events();
     }
 
     /// What the socket shows now.
-    pub fn observe(&mut self, now: Conditions) {
+    fn observe(&mut self, now: Conditions) {
         self.now = now;
     }
 
     /// Whether data waits to be read, as a guest's receive showed it.
-    pub fn observe_data(&mut self, data: bool) {
+    fn observe_data(&mut self, data: bool) {
         self.now.data = data;
     }
 
@@ -304,10 +366,8 @@ impl SelectState {
         holds.then_some(None)
     }
 
-    /// The next message due, in posting order, if any. Call [`posted`]
-    /// once it is in the queue.
-    ///
-    /// [`posted`]: SelectState::posted
+    /// The next message due, in posting order, if any. Feed
+    /// [`Input::Posted`] once it is in the queue.
     pub fn next_due(&self) -> Option<Notice> {
         POST_ORDER.into_iter().find_map(|event| {
             if !self.watching(event) {
@@ -329,7 +389,7 @@ impl SelectState {
 
     /// `event` was posted: no more until its re-enabling call (SPEC AS-9);
     /// FD_CONNECT and FD_CLOSE never again.
-    pub fn posted(&mut self, event: FdEvents) {
+    fn posted(&mut self, event: FdEvents) {
         self.enabled.remove(event);
         self.edges.remove(event);
         if event == FdEvents::WRITE {

@@ -28,7 +28,7 @@ use super::engine::{EventLink, Watched};
 use super::gate::{DatagramFilter, Gate, SocketSlot};
 use super::reactor::{Reactor, Watch};
 use super::rooted::{JoinCell, Rooted};
-use super::select::SelectState;
+use super::select::Input;
 use super::sys;
 use crate::error::WsaError;
 use crate::policy::{MulticastGrant, MulticastInterface};
@@ -361,7 +361,7 @@ impl Socket {
         self.sock_ref()?.bind(&addr.into())?;
         if self.entry.kind == SocketKind::Datagram {
             // SPEC AS-15: a connectionless socket can send once bound.
-            self.link.update(SelectState::datagram_bound);
+            self.link.feed(Input::DatagramBound);
         }
         Ok(())
     }
@@ -476,11 +476,11 @@ impl Socket {
                 reset_after_failed_connect(&SockRef::from(&*stream));
                 self.state = State::Failed(stream);
                 self.pending_error = Some(err);
-                self.link.update(|s| s.connect_finished(Some(err)));
+                self.link.feed(Input::ConnectFinished(Some(err)));
             }
             None if stream.peer_addr().is_ok() => {
                 self.state = State::Connected(stream);
-                self.link.update(|s| s.connect_finished(None));
+                self.link.feed(Input::ConnectFinished(None));
             }
             None => {}
         }
@@ -495,14 +495,12 @@ impl Socket {
         if let State::Datagram(udp) = &self.state {
             let result = udp.connect(addr).await.map_err(WsaError::from);
             // SPEC AS-20: FD_CONNECT even when connect completes at once.
-            self.link.update(|s| {
-                s.connect_started();
-                s.connect_finished(result.err());
-            });
+            self.link.feed(Input::ConnectStarted);
+            self.link.feed(Input::ConnectFinished(result.err()));
             return result;
         }
         let stream = self.start_stream_connect(addr)?;
-        self.link.update(SelectState::connect_started);
+        self.link.feed(Input::ConnectStarted);
         if self.nonblocking {
             // Winsock: the outcome of a non-blocking connect is learnt
             // later (FD_CONNECT, SO_ERROR, getpeername), never at once.
@@ -632,10 +630,8 @@ impl Socket {
     /// SPEC AS-20: a connect that fails at once still reports FD_CONNECT
     /// with its error.
     pub(crate) fn failed_at_once(&self, err: WsaError) -> WsaError {
-        self.link.update(|s| {
-            s.connect_started();
-            s.connect_finished(Some(err));
-        });
+        self.link.feed(Input::ConnectStarted);
+        self.link.feed(Input::ConnectFinished(Some(err)));
         err
     }
 
@@ -916,7 +912,7 @@ impl Socket {
             if unreadable {
                 // Reset at once: the peer gets no FIN before the reset.
                 let aborted = abort_unreadable(stream);
-                self.link.update(|state| state.close_arrived(Some(aborted)));
+                self.link.feed(Input::CloseArrived(Some(aborted)));
             } else if send {
                 SockRef::from(stream).shutdown(std::net::Shutdown::Write)?;
             }

@@ -24,7 +24,7 @@ impl Provider {
         if sock.entry.kind == SocketKind::Datagram {
             // SPEC AS-15: a send is possible on registration, bound or not
             // (send-to binds an unbound socket implicitly).
-            sock.link.update(SelectState::datagram_bound);
+            sock.link.feed(Input::DatagramBound);
         }
         sock.link.register(queue, msg, events);
         if let Err(err) = sock.restart_watcher() {

@@ -62,7 +62,7 @@ impl Provider {
         }
         .await;
         // SPEC AS-10: any accept, failed or not, re-enables FD_ACCEPT.
-        listener.link.update(|st| st.reenable(Reenable::Accept));
+        listener.link.feed(Input::Reenabled(Reenable::Accept));
         let admitted = result?;
         let peer = admitted.peer;
         let accepted = listener.accepted(admitted);

@@ -168,10 +168,8 @@ impl Provider {
             max_ttl: grant.max_ttl,
         });
         // JL-5, AS-20: the join's outcome is FD_CONNECT on the socket.
-        sock.link.update(|st| {
-            st.connect_started();
-            st.connect_finished(None);
-        });
+        sock.link.feed(Input::ConnectStarted);
+        sock.link.feed(Input::ConnectFinished(None));
         // Its inbound filter now includes the membership.
         sock.restart_watcher()?;
         Ok((s, Vec::new()))
@@ -271,7 +269,7 @@ impl Provider {
                 return Err(err);
             }
         };
-        original.update(SelectState::connect_started);
+        original.feed(Input::ConnectStarted);
         let cell = JoinCell::new();
         joining.join = Some(cell.clone());
         let task = tokio::spawn(rooted::initiate(

@@ -27,7 +27,7 @@ use super::gate::{DenialCounts, DeniedBy, Gate};
 use super::queue::MessageQueue;
 use super::reactor::Reactor;
 use super::rooted::{self, JoinCell, Rooted};
-use super::select::{FdEvents, Reenable, SelectState};
+use super::select::{FdEvents, Input, Reenable};
 use super::socket::{BroadcastProbe, Membership, MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
 use crate::policy::{

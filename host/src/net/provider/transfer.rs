@@ -157,7 +157,7 @@ impl Provider {
             return;
         };
         if sock.entry.kind != SocketKind::Stream || flags.contains(MsgFlags::OOB) {
-            sock.link.update(|st| st.reenable(Reenable::Recv));
+            sock.link.feed(Input::Reenabled(Reenable::Recv));
             return;
         }
         let remains = match got {
