@@ -134,9 +134,10 @@ pub fn run_guest_on(flavor: Flavor, name: &str, policy: Policy, args: &[&str]) -
             Ok(finished) => finished.expect("guest task"),
             Err(_) => panic!(
                 "guest did not finish within the deadline; its output so far:\n{}\nits \
-                 stderr so far:\n{}",
+                 stderr so far:\n{}\nthreads of this process:\n{}",
                 String::from_utf8_lossy(&stdout.contents()),
                 String::from_utf8_lossy(&stderr.contents()),
+                threads(),
             ),
         }
     });
@@ -149,6 +150,32 @@ pub fn run_guest_on(flavor: Flavor, name: &str, policy: Policy, args: &[&str]) -
             .collect(),
         stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
     }
+}
+
+/// Each thread of this process: its name, state, where the kernel has it
+/// waiting and its kernel stack (read from /proc, without stopping it):
+/// whether a guest that missed its deadline is stuck in a system call, on
+/// a lock, or waits for an event that never came.
+fn threads() -> String {
+    let mut out = String::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return "(no /proc/self/task)".into();
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let read = |name: &str| std::fs::read_to_string(path.join(name)).unwrap_or_default();
+        let stat = read("stat");
+        let state = stat.rsplit(") ").next().and_then(|rest| rest.split(' ').next());
+        out.push_str(&format!(
+            "{:?} {} state={} wchan={}\n{}",
+            task.file_name(),
+            read("comm").trim(),
+            state.unwrap_or("?"),
+            read("wchan"),
+            read("stack")
+        ));
+    }
+    out
 }
 
 /// Runs the scripted `probe` guest and returns one line per command.
