@@ -165,7 +165,10 @@ fn threads() -> String {
         let path = task.path();
         let read = |name: &str| std::fs::read_to_string(path.join(name)).unwrap_or_default();
         let stat = read("stat");
-        let state = stat.rsplit(") ").next().and_then(|rest| rest.split(' ').next());
+        let state = stat
+            .rsplit(") ")
+            .next()
+            .and_then(|rest| rest.split(' ').next());
         out.push_str(&format!(
             "{:?} {} state={} wchan={}\n{}",
             task.file_name(),
