@@ -391,15 +391,20 @@ impl PluginHost {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        // Every tick, yield through the runtime: tokio's `yield_now` wakes
-        // the guest only after the runtime has polled its I/O driver, so
-        // the neighbours' sockets are served between two slices.
+        // Every tick, yield through the runtime. The guest's own future
+        // ([`Supervised`]) arranges its wake-up with tokio's `yield_now`,
+        // which wakes it only after the runtime has polled its I/O driver,
+        // so the neighbours' sockets are served between two slices. The
+        // future wasmtime polls here cannot do it: at a tick inside wasm
+        // that a host call's result lowering runs (the guest's
+        // `cabi_realloc`), the waker it is polled with never wakes the
+        // task (seen as a guest stalled right after a rooted join).
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| {
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
+        let yielded = Arc::new(AtomicBool::new(false));
+        let tick = yielded.clone();
+        store.epoch_deadline_callback(move |_| {
+            tick.store(true, Ordering::Relaxed);
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(PendingOnce(false))))
         });
         let guest = async move {
             let command = plugin
@@ -409,7 +414,7 @@ impl PluginHost {
                 .map_err(|e| e.context(InstantiationFailed))?;
             command.wasi_cli_run().call_run(&mut store).await
         };
-        match Supervised::new(guest, options.time_limits, self.ticker.clone()).await {
+        match Supervised::new(guest, options.time_limits, self.ticker.clone(), yielded).await {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
             Err(e) => match e.downcast_ref::<I32Exit>() {
@@ -441,16 +446,25 @@ pub struct InstantiationFailed;
 struct Supervised<F> {
     guest: Pin<Box<F>>,
     ticker: Arc<EpochTicker>,
+    /// Set by the epoch callback: the guest yielded at a tick, and its
+    /// wake-up is this future's to arrange.
+    yielded: Arc<AtomicBool>,
     limits: TimeLimits,
     cpu: CpuMeter,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<F> Supervised<F> {
-    fn new(guest: F, limits: TimeLimits, ticker: Arc<EpochTicker>) -> Self {
+    fn new(
+        guest: F,
+        limits: TimeLimits,
+        ticker: Arc<EpochTicker>,
+        yielded: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             guest: Box::pin(guest),
             ticker,
+            yielded,
             limits,
             cpu: CpuMeter::default(),
             deadline: limits
@@ -485,7 +499,30 @@ where
         {
             return Poll::Ready(Err(GuestStopped::WallTime(wall).into()));
         }
+        if this.yielded.swap(false, Ordering::Relaxed) {
+            // The guest yielded at an epoch tick: wake it once the runtime
+            // has polled its I/O driver (`yield_now` defers this task's
+            // waker until then; its first poll is always pending).
+            let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+        }
         Poll::Pending
+    }
+}
+
+/// The future a guest waits on at an epoch tick: pending once, then ready.
+/// It registers no waker: [`Supervised`] wakes the guest's task.
+struct PendingOnce(bool);
+
+impl Future for PendingOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
     }
 }
 
