@@ -219,11 +219,6 @@ impl EventLink {
         child_inner.queue = queue;
     }
 
-    /// The registered events.
-    pub fn registered_mask(&self) -> FdEvents {
-        self.lock().state.mask()
-    }
-
     /// The error of an abortive close the engine saw (its look at the
     /// socket consumed the socket's pending error), if any.
     pub fn close_error(&self) -> Option<WsaError> {

@@ -156,11 +156,14 @@ impl MessageQueue {
     pub async fn get(&self, timeout: Option<Duration>) -> Option<Message> {
         let wait = async {
             loop {
+                // `ready` has just turned the reactor: take without a
+                // second turn.
                 self.ready().await;
-                if let Some(message) = self.try_get() {
+                let mut inner = self.lock();
+                if let Some(message) = inner.pop_front() {
                     return Some(message);
                 }
-                if self.is_closed() {
+                if inner.closed {
                     return None;
                 }
             }

@@ -286,11 +286,6 @@ impl SelectState {
         }
     }
 
-    /// Whether the close indication has arrived (nothing new can be read).
-    pub fn close_arrived_already(&self) -> bool {
-        self.close_outcome.is_some()
-    }
-
     /// The error of an abortive close that has arrived, if any (SPEC AS-17).
     pub fn close_error(&self) -> Option<WsaError> {
         self.close_outcome.flatten()
