@@ -24,7 +24,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    UpdateDeadline,
+};
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -44,6 +47,16 @@ pub const MAX_INSTANCES: usize = 256;
 pub const MAX_MEMORIES: usize = 16;
 /// Most tables one guest may create.
 pub const MAX_TABLES: usize = 64;
+/// Guests one [`PluginHost`] keeps instance slots for: its engine
+/// allocates instances from a pool reserved once (wasmtime's pooling
+/// allocator), which makes starting a guest cheaper than mapping fresh
+/// memory each time. One more concurrent guest fails to start with
+/// [`InstantiationFailed`]; a machine that refuses the pool's address-space
+/// reservation gets an engine that maps memory for each instance instead.
+pub const MAX_CONCURRENT_GUESTS: u32 = 1000;
+/// Elements one table of a pooled instance may hold (toolchains with large
+/// runtimes have tens of thousands of functions in their tables).
+const POOLED_TABLE_ELEMENTS: usize = 1 << 17;
 /// What one table element costs the host (Wasmtime stores a pointer).
 const TABLE_ELEMENT_BYTES: usize = size_of::<usize>();
 /// Bytes of a guest's stdout or stderr that may wait for the host's own
@@ -153,18 +166,20 @@ impl MemoryBudget {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // Asking for more than the budget stops the guest, whatever the
+        // memory's or table's own maximum (which the instance pool may
+        // lower): only a growth within the budget is refused quietly.
+        let growth = desired.saturating_sub(current);
+        let used = match self.used.checked_add(growth) {
+            Some(used) if used <= self.limit => used,
+            _ => return Err(GuestStopped::Memory(self.limit).into()),
+        };
         if maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
-        let growth = desired.saturating_sub(current);
-        match self.used.checked_add(growth) {
-            Some(used) if used <= self.limit => {
-                self.used = used;
-                self.granted = growth;
-                Ok(true)
-            }
-            _ => Err(GuestStopped::Memory(self.limit).into()),
-        }
+        self.used = used;
+        self.granted = growth;
+        Ok(true)
     }
 
     fn grow_failed(&mut self) -> wasmtime::Result<()> {
@@ -284,6 +299,29 @@ impl GuestOptions {
     }
 }
 
+/// The instance pool of a [`PluginHost`]'s engine: room for
+/// [`MAX_CONCURRENT_GUESTS`] guests, each as large as the per-guest limits
+/// allow (the store's limiter holds each guest to its own budget and to
+/// [`MAX_INSTANCES`], [`MAX_MEMORIES`] and [`MAX_TABLES`]).
+fn pooled_instances() -> InstanceAllocationStrategy {
+    let guests = MAX_CONCURRENT_GUESTS;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(guests)
+        .total_stacks(guests)
+        // A Rust plugin has a handful of core instances, one memory and a
+        // few tables; the pool holds that many on average per guest.
+        .total_core_instances(guests * 8)
+        .total_memories(guests * 2)
+        .total_tables(guests * 8)
+        // A module that declares more memories or tables than a guest may
+        // have is refused when it is compiled; the store's limiter counts
+        // them across the guest's modules.
+        .max_memories_per_module(MAX_MEMORIES as u32)
+        .max_tables_per_module(MAX_TABLES as u32)
+        .table_elements(POOLED_TABLE_ELEMENTS);
+    InstanceAllocationStrategy::Pooling(pool)
+}
+
 /// An engine and linker for running plugins; share one across guests.
 pub struct PluginHost {
     engine: Engine,
@@ -303,7 +341,15 @@ impl PluginHost {
     pub fn new() -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        config.allocation_strategy(pooled_instances());
+        let engine = match Engine::new(&config) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::debug!("no instance pool ({e:#}): instances are mapped one by one");
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config)?
+            }
+        };
         let ticker = EpochTicker::spawn(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

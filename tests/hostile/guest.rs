@@ -172,14 +172,40 @@ fn hundreds_of_small_instances_hit_the_instance_count() {
 #[test]
 fn dozens_of_empty_memories_hit_the_memory_count() {
     // Empty memories cost nothing against the byte limit, but each one
-    // reserves gigabytes of address space.
+    // reserves gigabytes of address space: 64 of them, 8 in each of 8
+    // modules, are counted across the guest's modules.
+    let memories: String = (0..8).map(|i| format!("(memory $m{i} 0)")).collect();
+    let instances: String = (0..8)
+        .map(|i| format!("(core instance $mems{i} (instantiate $mems))"))
+        .collect();
+    let text = command(
+        &format!("(core module $mems {memories}) {instances}"),
+        r#"(func (export "run") (result i32) (i32.const 0))"#,
+    );
+    let report = run_beside_echo("64 memories", Attacker::wat("empty-memories", &text));
+    assert_error_contains(&report.outcome, "memory count too high");
+}
+
+#[test]
+fn a_module_with_more_memories_than_a_guest_may_have_is_refused() {
+    // One module declaring 64 memories: the instance pool refuses it when
+    // it is compiled (an engine without the pool stops it at the count).
     let memories: String = (0..64).map(|i| format!("(memory $m{i} 0)")).collect();
     let text = command(
         "",
         &format!(r#"{memories} (func (export "run") (result i32) (i32.const 0))"#),
     );
-    let report = run_beside_echo("64 memories", Attacker::wat("empty-memories", &text));
-    assert_error_contains(&report.outcome, "memory count too high");
+    let bytes = wat::parse_str(&text).expect("the attack's WAT parses");
+    match wasmtime::component::Component::new(crate::common::host().engine(), bytes) {
+        Err(err) => assert!(
+            format!("{err:?}").contains("defined memories count of 64 exceeds"),
+            "{err:?}"
+        ),
+        Ok(_) => {
+            let report = run_beside_echo("64 memories", Attacker::wat("memories", &text));
+            assert_error_contains(&report.outcome, "memory count too high");
+        }
+    }
 }
 
 #[test]
