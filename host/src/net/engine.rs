@@ -273,6 +273,9 @@ struct Observed {
     /// The peer's end is closed (or the connection broke): nothing new
     /// will arrive to read, so readability is no news.
     ended: bool,
+    /// What the kernel showed of a socket whose connect finished: the
+    /// connected stream's first look uses it.
+    connected_flags: Option<PollFlags>,
 }
 
 /// The conditions `fd` shows now, asked with one `poll(2)`.
@@ -344,6 +347,7 @@ fn observe_stream(
         close,
         connect: None,
         ended,
+        connected_flags: None,
     }
 }
 
@@ -368,6 +372,7 @@ fn observe(watched: &Watched, link: &EventLink, flags: Option<PollFlags>) -> Obs
             };
             Observed {
                 connect: outcome,
+                connected_flags: Some(flags),
                 ..Observed::default()
             }
         }
@@ -450,10 +455,11 @@ pub(crate) fn deliver(link: &EventLink, watched: &mut Watched, flags: Option<Pol
         };
     }
     let seen = match (&*watched, seen.connect) {
-        // Just connected: look again as a connected stream.
+        // Just connected: what the kernel showed, read as a connected
+        // stream.
         (Watched::Stream(stream), Some(None)) => observe_stream(
             stream,
-            poll_now(&**stream),
+            seen.connected_flags.unwrap_or_else(|| poll_now(&**stream)),
             inner.state.mask().contains(FdEvents::OOB),
             inner.receive_shut,
         ),

@@ -883,11 +883,14 @@ impl Socket {
 
     /// Which senders' datagrams may reach the guest now.
     pub fn datagram_filter(&self) -> DatagramFilter {
+        // The local address only matters to a session member (whether it
+        // is bound to its group): others do not ask the kernel for it.
+        let local = self.membership.as_ref().and_then(|_| self.bound_addr());
         DatagramFilter::new(
             self.gate.clone(),
             self.peer_addr(),
             self.membership.clone(),
-            self.bound_addr(),
+            local,
         )
     }
 
