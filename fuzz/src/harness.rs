@@ -874,6 +874,7 @@ fn drain(
             msg: state.msg(),
             socket: SOCKET,
             notice,
+            completion: None,
         };
         match queue.post(message) {
             Posted::Queued => {

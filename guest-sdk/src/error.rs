@@ -56,6 +56,12 @@ impl WsaError {
         }
     }
 
+    /// `WSA_IO_PENDING`: an overlapped operation started and completes
+    /// later (SPEC SE-7).
+    pub fn is_pending(self) -> bool {
+        self.0 == ErrorCode::WsaIoPending
+    }
+
     /// The Winsock name (`WSAEWOULDBLOCK`, `WSA_IO_PENDING`).
     pub fn name(self) -> String {
         self.0.name().to_uppercase().replace('-', "_")

@@ -41,6 +41,43 @@ pub struct Event {
     pub error: Option<WsaError>,
     /// The packed `lParam`: `error << 16 | event`, Winsock values.
     pub lparam: u32,
+    /// The completion of an overlapped send or receive this message
+    /// reports (SPEC SE-7); `event` is then empty and `error` the
+    /// operation's.
+    pub completion: Option<Completion>,
+}
+
+/// The completion of an overlapped operation (SPEC SE-7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The token the operation was started with.
+    pub token: u64,
+    /// Bytes transferred (a receive's bytes come from
+    /// [`Socket::overlapped_result`]).
+    pub bytes: u32,
+}
+
+/// The overlapped argument of a send or receive (SPEC SE-7): the
+/// operation's token, and the queue and message id of its completion.
+#[derive(Clone, Copy)]
+pub struct Overlapped<'a> {
+    /// The queue the completion is posted to.
+    pub queue: &'a EventQueue,
+    /// The completion's message id.
+    pub msg: u32,
+    /// The guest's name for the operation.
+    pub token: u64,
+}
+
+impl Overlapped<'_> {
+    /// The WIT form of the argument.
+    pub fn raw(&self) -> wsp::Overlapped<'_> {
+        wsp::Overlapped {
+            token: self.token,
+            queue: &self.queue.raw,
+            msg: self.msg,
+        }
+    }
 }
 
 impl Event {
@@ -68,6 +105,10 @@ impl From<Message> for Event {
             event: m.event,
             error: m.error.map(WsaError),
             lparam: m.lparam,
+            completion: m.completion.map(|c| Completion {
+                token: c.token,
+                bytes: c.bytes,
+            }),
         }
     }
 }
@@ -209,6 +250,7 @@ mod tests {
             event,
             error: None,
             lparam: 0x1,
+            completion: None,
         }
     }
 

@@ -87,8 +87,8 @@ pub mod raw {
 }
 
 pub use error::{Result, WsaError};
-pub use events::{DEFAULT_BATCH, Dispatcher, Event, EventQueue};
-pub use raw::sockets::{IoctlCommand, IoctlResult, Sockopt, SockoptName};
+pub use events::{Completion, DEFAULT_BATCH, Dispatcher, Event, EventQueue, Overlapped};
+pub use raw::sockets::{IoctlCommand, IoctlResult, OverlappedResult, Sockopt, SockoptName};
 pub use raw::types::FdEvents;
 pub use raw::types::{ErrorCode, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
 pub use socket::{

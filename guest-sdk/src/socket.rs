@@ -9,7 +9,9 @@ use crate::raw::types::{
     Ipv4SocketAddress, Ipv6SocketAddress, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow,
     SocketAddress, SocketFlags,
 };
-use crate::{IoctlCommand, IoctlResult, Result, Sockopt, SockoptName, WsaError};
+use crate::{
+    IoctlCommand, IoctlResult, Overlapped, OverlappedResult, Result, Sockopt, SockoptName, WsaError,
+};
 
 /// Stream or datagram, for the convenience constructors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,15 +162,57 @@ impl Socket {
     }
 
     /// `wsp-send` with every argument: the buffers go out in order as one
-    /// stream write or one datagram.
+    /// stream write or one datagram. An overlapped send that does not
+    /// complete at once fails with `WSA_IO_PENDING`
+    /// ([`WsaError::is_pending`]) and completes later.
     pub fn send_with(
         &self,
         buffers: &[&[u8]],
         flags: MessageFlags,
-        overlapped: Option<u64>,
+        overlapped: Option<Overlapped<'_>>,
     ) -> Result<usize> {
         let (data, lengths) = wsabuf(buffers);
-        Ok(wsp::wsp_send(self.s, &data, &lengths, flags, overlapped)? as usize)
+        let overlapped = overlapped.as_ref().map(Overlapped::raw);
+        Ok(wsp::wsp_send(self.s, &data, &lengths, flags, overlapped.as_ref())? as usize)
+    }
+
+    /// An overlapped `wsp-send` of `data` (SPEC SE-7): `Some(n)` when it
+    /// completed at once (its completion is queued too), `None` when it
+    /// pends (the host keeps the bytes and posts the completion to
+    /// `overlapped.queue` once they are sent).
+    pub fn send_overlapped(
+        &self,
+        data: &[u8],
+        overlapped: Overlapped<'_>,
+    ) -> Result<Option<usize>> {
+        match self.send_with(&[data], MessageFlags::empty(), Some(overlapped)) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.is_pending() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An overlapped `wsp-recv` of at most `max_len` bytes: `Some(bytes)`
+    /// when data was there at once, `None` when it pends (its bytes come
+    /// from [`Socket::overlapped_result`] after its completion).
+    pub fn recv_overlapped(
+        &self,
+        max_len: usize,
+        overlapped: Overlapped<'_>,
+    ) -> Result<Option<Vec<u8>>> {
+        let max = u32::try_from(max_len).unwrap_or(u32::MAX);
+        let raw = overlapped.raw();
+        match wsp::wsp_recv(self.s, max, MessageFlags::empty(), Some(&raw)) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if WsaError(e).is_pending() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `wsp-get-overlapped-result`: the outcome of the operation `token`;
+    /// with `wait`, waits while it pends (else `WSA_IO_INCOMPLETE`).
+    pub fn overlapped_result(&self, token: u64, wait: bool) -> Result<OverlappedResult> {
+        Ok(wsp::wsp_get_overlapped_result(self.s, token, wait)?)
     }
 
     /// Sends every byte of `data`, looping over partial sends.
@@ -204,13 +248,13 @@ impl Socket {
     /// `wsp-recv` with flags (`PEEK`, `OOB`, `WAIT_ALL`).
     pub fn recv_with(&self, max_len: usize, flags: MessageFlags) -> Result<Vec<u8>> {
         let max = u32::try_from(max_len).unwrap_or(u32::MAX);
-        Ok(wsp::wsp_recv(self.s, max, flags)?)
+        Ok(wsp::wsp_recv(self.s, max, flags, None)?)
     }
 
     /// `wsp-recv-from`: one datagram and its sender.
     pub fn recv_from(&self, max_len: usize) -> Result<(Vec<u8>, SocketAddr)> {
         let max = u32::try_from(max_len).unwrap_or(u32::MAX);
-        let (data, from) = wsp::wsp_recv_from(self.s, max, MessageFlags::empty())?;
+        let (data, from) = wsp::wsp_recv_from(self.s, max, MessageFlags::empty(), None)?;
         Ok((data, std_socket_addr(from)))
     }
 

@@ -1216,7 +1216,7 @@ async fn call(cell: &Cell, p: &mut Provider, peers: &mut Vec<Socket>) -> Result<
             let deadline = Instant::now() + WAIT;
             let mut seen = Vec::new();
             loop {
-                match p.wsp_recv_from(g, 64, MsgFlags::empty()).await {
+                match p.wsp_recv_from(g, 64, MsgFlags::empty(), None).await {
                     Ok((data, from)) => {
                         check(data == PAYLOAD, || format!("received {data:?}"))?;
                         seen.push(from);

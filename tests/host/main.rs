@@ -12,6 +12,7 @@ mod fuzz_replay;
 mod hostile_net;
 mod isolation;
 mod join_leaf;
+mod overlapped;
 mod scale;
 mod traceability;
 mod wsp_send;

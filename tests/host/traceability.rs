@@ -21,18 +21,6 @@ const RULES: &[&str] = &[
 /// The rules wasp does not offer yet, and why.
 const NOT_OFFERED: &[(&str, &str)] = &[
     (
-        "SE-9",
-        "overlapped sends complete inside the call, so there is no submission order to keep",
-    ),
-    (
-        "SE-10",
-        "no completion routines: overlapped operations never pend",
-    ),
-    (
-        "SE-11",
-        "no pending overlapped operation exists to cancel on close",
-    ),
-    (
         "JL-10",
         "WSPSelect is not part of the interface; join completion is reported by WSPAsyncSelect (JL-5)",
     ),

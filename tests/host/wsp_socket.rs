@@ -128,14 +128,23 @@ fn so_3_sockets_are_not_overlapped_unless_asked() {
     expect(
         LOOPBACK,
         &[
+            "queue 8",
             "socket 2 2 17",
             "bind s0 127.0.0.1:0",
-            "sendto s0 @s0 hi token=1",
+            "sendto s0 @s0 hi ov=q0:1",
             "socket 2 2 17 flags=overlapped",
-            "sendto s1 @s0 hi token=1",
+            "sendto s1 @s0 hi ov=q0:1",
             "overlapped s1 1",
         ],
-        &["ok s0", "ok", "err WSAEINVAL", "ok s1", "ok 2", "ok 2"],
+        &[
+            "ok q0",
+            "ok s0",
+            "ok",
+            "err WSAEINVAL",
+            "ok s1",
+            "ok 2",
+            "ok 2",
+        ],
     );
 }
 

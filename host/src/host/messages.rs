@@ -9,7 +9,9 @@ use wasmtime::component::Resource;
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use crate::WaspCtxView;
-use crate::bindings::messages::{Host, HostMessageQueue, Message as WitMessage};
+use crate::bindings::messages::{
+    Completion as WitCompletion, Host, HostMessageQueue, Message as WitMessage,
+};
 use crate::bindings::types::ErrorCode;
 use crate::net::queue::{Message, MessageQueue};
 
@@ -58,6 +60,10 @@ fn wit_message(m: Message) -> WitMessage {
         event: wit_fd_events(m.notice.event),
         error: m.notice.error.map(ErrorCode::from),
         lparam: m.notice.lparam(),
+        completion: m.completion.map(|c| WitCompletion {
+            token: c.token,
+            bytes: c.bytes,
+        }),
     }
 }
 

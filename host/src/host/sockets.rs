@@ -3,7 +3,8 @@
 
 use crate::WaspCtxView;
 use crate::bindings::sockets::{
-    Host, IoctlCommand as WitIoctl, IoctlResult, JoinResult, Sockopt, SockoptName,
+    Host, IoctlCommand as WitIoctl, IoctlResult, JoinResult, Overlapped, OverlappedResult, Sockopt,
+    SockoptName,
 };
 use crate::bindings::types::{
     ErrorCode, FdEvents, JoinFlags, MessageFlags, ProtocolInfo, Qos, ShutdownHow as WitShutdown,
@@ -11,6 +12,7 @@ use crate::bindings::types::{
 };
 use crate::net::buffers::Buffers;
 use crate::net::catalog::{self, SocketRequest};
+use crate::net::overlapped::OverlappedArg;
 use crate::net::{IoctlCommand, IoctlReply, JoinRole, OptName, OptValue, ShutdownHow};
 
 use wasmtime::component::Resource;
@@ -22,6 +24,25 @@ use super::types::{
 };
 
 type Result<T> = std::result::Result<T, ErrorCode>;
+
+impl WaspCtxView<'_> {
+    /// The overlapped argument with its queue looked up: a queue handle
+    /// the guest no longer holds is WSAEINVAL (SPEC SE-6).
+    fn overlapped_arg(&self, overlapped: Option<Overlapped>) -> Result<Option<OverlappedArg>> {
+        let Some(arg) = overlapped else {
+            return Ok(None);
+        };
+        let queue = match self.table.get(&arg.queue) {
+            Ok(guest_queue) => guest_queue.queue().clone(),
+            Err(_) => return Err(ErrorCode::Wsaeinval),
+        };
+        Ok(Some(OverlappedArg {
+            token: arg.token,
+            queue,
+            msg: arg.msg,
+        }))
+    }
+}
 
 impl Host for WaspCtxView<'_> {
     async fn wsp_socket(
@@ -50,8 +71,9 @@ impl Host for WaspCtxView<'_> {
         data: Vec<u8>,
         lengths: Vec<u32>,
         flags: MessageFlags,
-        overlapped: Option<u64>,
+        overlapped: Option<Overlapped>,
     ) -> Result<u32> {
+        let overlapped = self.overlapped_arg(overlapped)?;
         let buffers = Buffers::new(&data, &lengths);
         let sent = self
             .ctx
@@ -67,8 +89,9 @@ impl Host for WaspCtxView<'_> {
         lengths: Vec<u32>,
         flags: MessageFlags,
         to: SocketAddress,
-        overlapped: Option<u64>,
+        overlapped: Option<Overlapped>,
     ) -> Result<u32> {
+        let overlapped = self.overlapped_arg(overlapped)?;
         let to = socket_addr(to);
         let buffers = Buffers::new(&data, &lengths);
         let sent = self
@@ -78,11 +101,18 @@ impl Host for WaspCtxView<'_> {
         Ok(sent.await?)
     }
 
-    async fn wsp_recv(&mut self, s: u32, max_len: u32, flags: MessageFlags) -> Result<Vec<u8>> {
+    async fn wsp_recv(
+        &mut self,
+        s: u32,
+        max_len: u32,
+        flags: MessageFlags,
+        overlapped: Option<Overlapped>,
+    ) -> Result<Vec<u8>> {
+        let overlapped = self.overlapped_arg(overlapped)?;
         Ok(self
             .ctx
             .provider
-            .wsp_recv(s, max_len, msg_flags(flags))
+            .wsp_recv(s, max_len, msg_flags(flags), overlapped)
             .await?)
     }
 
@@ -91,11 +121,13 @@ impl Host for WaspCtxView<'_> {
         s: u32,
         max_len: u32,
         flags: MessageFlags,
+        overlapped: Option<Overlapped>,
     ) -> Result<(Vec<u8>, SocketAddress)> {
+        let overlapped = self.overlapped_arg(overlapped)?;
         let (data, from) = self
             .ctx
             .provider
-            .wsp_recv_from(s, max_len, msg_flags(flags))
+            .wsp_recv_from(s, max_len, msg_flags(flags), overlapped)
             .await?;
         Ok((data, wit_addr(from)))
     }
@@ -222,8 +254,22 @@ impl Host for WaspCtxView<'_> {
             .collect()
     }
 
-    async fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32> {
-        Ok(self.ctx.provider.wsp_get_overlapped_result(s, token)?)
+    async fn wsp_get_overlapped_result(
+        &mut self,
+        s: u32,
+        token: u64,
+        wait: bool,
+    ) -> Result<OverlappedResult> {
+        let outcome = self
+            .ctx
+            .provider
+            .wsp_get_overlapped_result(s, token, wait)
+            .await?;
+        Ok(OverlappedResult {
+            bytes: outcome.bytes,
+            data: outcome.data,
+            sender: outcome.sender.map(wit_addr),
+        })
     }
 
     async fn wsp_async_select(

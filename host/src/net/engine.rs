@@ -81,6 +81,7 @@ fn post_due(socket: u32, inner: &mut LinkInner) -> Result<Option<Arc<MessageQueu
             msg: inner.state.msg(),
             socket,
             notice,
+            completion: None,
         };
         match queue.post(message) {
             Posted::Queued => inner.state.apply(Input::Posted(notice.event)),

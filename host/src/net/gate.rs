@@ -93,6 +93,20 @@ pub struct Gate {
     held: AtomicU32,
     /// A held socket was let go: there may be room again.
     room: Notify,
+    /// What the guest's overlapped operations hold now.
+    overlapped: Mutex<OverlappedHeld>,
+}
+
+/// The overlapped operations of a guest and the bytes the host holds for
+/// them (SPEC SE-7, SE-8), against `max-overlapped-operations` and
+/// `max-overlapped-bytes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverlappedHeld {
+    /// Operations pending, or completed with received bytes not handed
+    /// over yet.
+    pub operations: u32,
+    /// Bytes held for them.
+    pub bytes: u64,
 }
 
 impl Gate {
@@ -104,7 +118,38 @@ impl Gate {
             telemetry: Mutex::default(),
             held: AtomicU32::new(0),
             room: Notify::new(),
+            overlapped: Mutex::default(),
         })
+    }
+
+    /// Holds one overlapped operation and `bytes` for it until the
+    /// returned hold is dropped; beyond the policy's limits `WSAENOBUFS`.
+    pub fn hold_overlapped(self: &Arc<Self>, bytes: u64) -> Result<OverlappedHold, WsaError> {
+        let limits = self.policy.limits();
+        let mut held = self.overlapped_held();
+        let total = held.bytes.saturating_add(bytes);
+        if held.operations >= limits.max_overlapped_operations
+            || total > limits.max_overlapped_bytes
+        {
+            return Err(WsaError::NoBufs);
+        }
+        held.operations += 1;
+        held.bytes = total;
+        Ok(OverlappedHold {
+            gate: self.clone(),
+            bytes,
+        })
+    }
+
+    fn overlapped_held(&self) -> MutexGuard<'_, OverlappedHeld> {
+        self.overlapped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What the guest's overlapped operations hold now.
+    pub fn overlapped(&self) -> OverlappedHeld {
+        *self.overlapped_held()
     }
 
     /// Counts one native socket held for the guest until the returned slot
@@ -212,6 +257,30 @@ impl Drop for SocketSlot {
     fn drop(&mut self) {
         self.0.held.fetch_sub(1, Ordering::Relaxed);
         self.0.room.notify_waiters();
+    }
+}
+
+/// One overlapped operation held for the guest, with the bytes the host
+/// keeps for it (see [`Gate::hold_overlapped`]).
+pub struct OverlappedHold {
+    gate: Arc<Gate>,
+    bytes: u64,
+}
+
+impl OverlappedHold {
+    /// Keeps only `bytes` (the operation needs less than it asked for).
+    pub fn shrink_to(&mut self, bytes: u64) {
+        let freed = self.bytes.saturating_sub(bytes);
+        self.gate.overlapped_held().bytes -= freed;
+        self.bytes -= freed;
+    }
+}
+
+impl Drop for OverlappedHold {
+    fn drop(&mut self) {
+        let mut held = self.gate.overlapped_held();
+        held.operations -= 1;
+        held.bytes -= self.bytes;
     }
 }
 

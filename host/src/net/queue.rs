@@ -21,15 +21,29 @@ use super::select::{FdEvents, Notice};
 /// Largest capacity a guest may ask for.
 pub const MAX_QUEUE_CAPACITY: u32 = 1 << 16;
 
-/// One posted message (SPEC AS-1).
+/// One posted message (SPEC AS-1), or the completion of an overlapped
+/// operation (SPEC SE-7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message {
-    /// The message id given to `wsp-async-select` (`wMsg`).
+    /// The message id given to `wsp-async-select` (`wMsg`), or to the
+    /// overlapped argument.
     pub msg: u32,
     /// The socket (`wParam`).
     pub socket: u32,
-    /// The event and its error (`lParam`).
+    /// The event and its error (`lParam`); a completion has no event and
+    /// the operation's error.
     pub notice: Notice,
+    /// The completion this message reports, if it reports one.
+    pub completion: Option<Completion>,
+}
+
+/// What the completion of an overlapped operation reports (SPEC SE-7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The guest's token for the operation.
+    pub token: u64,
+    /// Bytes transferred.
+    pub bytes: u32,
 }
 
 /// What happened to a post.
@@ -57,8 +71,7 @@ struct Inner {
 const CRITICAL: FdEvents = FdEvents::CONNECT.union(FdEvents::CLOSE);
 
 fn critical_key(message: &Message) -> Option<(u32, u32)> {
-    CRITICAL
-        .contains(message.notice.event)
+    (message.completion.is_none() && CRITICAL.contains(message.notice.event))
         .then_some((message.socket, message.notice.event.bits()))
 }
 
@@ -109,7 +122,8 @@ impl MessageQueue {
 
     /// Posts `message`. When the queue is full, FD_CONNECT and FD_CLOSE
     /// still go in unless one of the same event of the same socket is
-    /// already queued.
+    /// already queued, and completions always do (their number is bounded
+    /// by the guest's pending overlapped operations).
     pub fn post(&self, message: Message) -> Posted {
         let mut inner = self.lock();
         if inner.closed {
@@ -117,7 +131,8 @@ impl MessageQueue {
         }
         let key = critical_key(&message);
         let full = inner.messages.len() >= inner.capacity;
-        let past_capacity = key.is_some_and(|k| !inner.critical.contains_key(&k));
+        let past_capacity =
+            message.completion.is_some() || key.is_some_and(|k| !inner.critical.contains_key(&k));
         if full && !past_capacity {
             inner.overflows += 1;
             return Posted::Full;
@@ -257,6 +272,7 @@ mod tests {
             msg: 1,
             socket: 2,
             notice: Notice { event, error: None },
+            completion: None,
         }
     }
 

@@ -8,7 +8,6 @@
 //! ready"), and only a blocking call that would block waits on tokio's
 //! readiness; a blocking call therefore suspends only its own guest.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
@@ -26,15 +25,13 @@ use super::admission::{Admission, Admitted};
 use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
 use super::engine::{EventLink, Watched};
 use super::gate::{DatagramFilter, Gate, SocketSlot};
+use super::overlapped::{Native, Overlapped};
 use super::reactor::{Reactor, Watch};
 use super::rooted::{JoinCell, Rooted};
 use super::select::Input;
 use super::sys;
 use crate::error::WsaError;
 use crate::policy::{MulticastGrant, MulticastInterface};
-
-/// Most overlapped results one socket keeps for `wsp-get-overlapped-result`.
-pub const MAX_OVERLAPPED_RESULTS: usize = 1024;
 
 bitflags! {
     /// `MSG_*` flags of the send and receive calls (SPEC SE-5).
@@ -178,7 +175,8 @@ pub struct Socket {
     send_shut: bool,
     recv_shut: bool,
     pending_error: Option<WsaError>,
-    overlapped: HashMap<u64, Result<u32, WsaError>>,
+    /// Its overlapped operations (SPEC SE-7..SE-11).
+    pub(crate) overlapped: Overlapped,
 }
 
 fn domain(family: Family) -> Domain {
@@ -278,7 +276,7 @@ impl Socket {
             send_shut: false,
             recv_shut: false,
             pending_error: None,
-            overlapped: HashMap::new(),
+            overlapped: Overlapped::new(0),
         }
     }
 
@@ -644,34 +642,24 @@ impl Socket {
         }
     }
 
-    /// Checks the `overlapped` argument of a send (SPEC SE-6: WSAEINVAL on
-    /// a socket created without WSA_FLAG_OVERLAPPED).
-    pub fn check_overlapped(&self, token: Option<u64>) -> Result<(), WsaError> {
-        match token {
-            Some(_) if !self.flags.contains(SocketFlags::OVERLAPPED) => Err(WsaError::Inval),
-            Some(t)
-                if self.overlapped.len() >= MAX_OVERLAPPED_RESULTS
-                    && !self.overlapped.contains_key(&t) =>
-            {
-                Err(WsaError::NoBufs)
-            }
-            _ => Ok(()),
+    /// Whether the socket takes overlapped operations (SPEC SO-3, SE-6:
+    /// an overlapped argument on another socket is WSAEINVAL).
+    pub fn check_overlapped(&self) -> Result<(), WsaError> {
+        if self.flags.contains(SocketFlags::OVERLAPPED) {
+            Ok(())
+        } else {
+            Err(WsaError::Inval)
         }
     }
 
-    /// Records the completion of an overlapped operation (SPEC SE-7: an
-    /// operation that completes at once has its completion queued too).
-    pub fn complete_overlapped(&mut self, token: Option<u64>, result: Result<u32, WsaError>) {
-        if let Some(token) = token {
-            self.overlapped.insert(token, result);
-        }
-    }
-
-    /// The recorded outcome of an overlapped operation.
-    pub fn overlapped_result(&self, token: u64) -> Result<u32, WsaError> {
-        match self.overlapped.get(&token) {
-            Some(result) => *result,
-            None => Err(WsaError::InvalidHandle),
+    /// The native socket an overlapped operation pends on: a connected
+    /// stream, or a datagram socket with its inbound filter.
+    pub(crate) fn overlapped_native(&self) -> Result<Native, WsaError> {
+        match &self.state {
+            State::Connected(stream) => Ok(Native::Stream(stream.clone())),
+            State::Datagram(udp) => Ok(Native::Datagram(udp.clone(), self.datagram_filter())),
+            _ if self.entry.kind == SocketKind::Stream => Err(WsaError::NotConn),
+            _ => Err(WsaError::Inval),
         }
     }
 
@@ -691,9 +679,14 @@ impl Socket {
     }
 
     /// Sends `data` (the call's buffers, in order) as one stream write
-    /// (SPEC SE-1, SE-3): blocking sockets send everything, non-blocking
-    /// ones what fits.
-    pub async fn send_stream(&mut self, data: &[u8], flags: MsgFlags) -> Result<u32, WsaError> {
+    /// (SPEC SE-1, SE-3): with `wait` (a blocking socket) everything,
+    /// otherwise what fits.
+    pub async fn send_stream(
+        &mut self,
+        data: &[u8],
+        flags: MsgFlags,
+        wait: bool,
+    ) -> Result<u32, WsaError> {
         self.refresh_connect();
         let State::Connected(stream) = &self.state else {
             return Err(WsaError::NotConn);
@@ -703,17 +696,16 @@ impl Socket {
         if flags.contains(MsgFlags::OOB) {
             native_flags |= libc::MSG_OOB;
         }
-        let blocking = self.blocking();
         let mut sent = 0u32;
         while sent < total {
             let rest = &data[sent as usize..];
-            let result = run_io!(stream, blocking, Interest::WRITABLE, || {
-                SockRef::from(stream).send_with_flags(rest, native_flags)
+            let result = run_io!(stream, wait, Interest::WRITABLE, || {
+                stream_send_once(stream, rest, native_flags)
             });
             match result {
                 Ok(n) => {
                     sent += n as u32;
-                    if !blocking {
+                    if !wait {
                         break;
                     }
                 }
@@ -744,10 +736,12 @@ impl Socket {
     /// Sends `data` (the call's buffers, in order) as one datagram to
     /// `to`, or to the connected peer (SPEC SE-1, SE-4). The caller has
     /// checked the policy.
+    /// With `wait` (a blocking socket) it waits for room.
     pub async fn send_datagram(
         &mut self,
         data: &[u8],
         to: Option<SocketAddr>,
+        wait: bool,
     ) -> Result<u32, WsaError> {
         let State::Datagram(udp) = &self.state else {
             return Err(WsaError::Inval);
@@ -755,18 +749,9 @@ impl Socket {
         if data.len() > self.entry.max_msg_size as usize {
             return Err(WsaError::MsgSize);
         }
-        let native_flags = libc::MSG_NOSIGNAL;
-        let sent = match to {
-            Some(to) => {
-                let to = SockAddr::from(to);
-                run_io!(udp, self.blocking(), Interest::WRITABLE, || {
-                    SockRef::from(udp).send_to_with_flags(data, &to, native_flags)
-                })
-            }
-            None => run_io!(udp, self.blocking(), Interest::WRITABLE, || {
-                SockRef::from(udp).send_with_flags(data, native_flags)
-            }),
-        }?;
+        let sent = run_io!(udp, wait, Interest::WRITABLE, || {
+            datagram_send_once(udp, data, to)
+        })?;
         Ok(sent as u32)
     }
 
@@ -790,37 +775,32 @@ impl Socket {
     }
 
     /// Receives up to `max_len` bytes from a connected stream socket; an
-    /// empty result is the peer's graceful close. The bytes land in
-    /// `scratch` first: a small receive returns a copy of what it got, a
-    /// large one the buffer itself.
+    /// empty result is the peer's graceful close. With `wait` (a blocking
+    /// socket) it waits for data. The bytes land in `scratch` first: a
+    /// small receive returns a copy of what it got, a large one the buffer
+    /// itself.
     pub async fn recv_stream(
         &mut self,
         max_len: usize,
         flags: MsgFlags,
         scratch: &mut Vec<u8>,
+        wait: bool,
     ) -> Result<Vec<u8>, WsaError> {
         self.refresh_connect();
         let State::Connected(stream) = &self.state else {
             return Err(WsaError::NotConn);
         };
-        let mut native_flags = 0;
-        let mut interest = Interest::READABLE;
-        if flags.contains(MsgFlags::PEEK) {
-            native_flags |= libc::MSG_PEEK;
-        }
-        if flags.contains(MsgFlags::OOB) {
-            native_flags |= libc::MSG_OOB;
-            interest = Interest::PRIORITY;
-        }
-        let blocking = self.blocking();
-        let wait_all = flags.contains(MsgFlags::WAIT_ALL) && blocking && native_flags == 0;
+        let native_flags = recv_flags(flags);
+        let interest = match flags.contains(MsgFlags::OOB) {
+            true => Interest::PRIORITY,
+            false => Interest::READABLE,
+        };
+        let wait_all = flags.contains(MsgFlags::WAIT_ALL) && wait && native_flags == 0;
         scratch.clear();
         let buf = scratch;
         loop {
-            let result = run_io!(stream, blocking, interest, || {
-                let sock = SockRef::from(stream);
-                let room = max_len - buf.len();
-                sys::recv_append(&sock, buf, room, native_flags)
+            let result = run_io!(stream, wait, interest, || {
+                stream_recv_once(stream, buf, max_len - buf.len(), native_flags)
             });
             match result {
                 Ok(0) => break,
@@ -852,28 +832,22 @@ impl Socket {
     /// among those `filter` (this socket's [`Socket::datagram_filter`])
     /// admits: refused ones are dropped first, so that neither their size
     /// (WSAEMSGSIZE) nor their data reaches the guest. A larger datagram
-    /// is consumed and reported as `WSAEMSGSIZE`.
+    /// is consumed and reported as `WSAEMSGSIZE`. With `wait` (a blocking
+    /// socket) it waits for an admitted datagram.
     pub async fn recv_datagram(
         &mut self,
         max_len: usize,
         flags: MsgFlags,
         filter: &DatagramFilter,
+        wait: bool,
     ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
         let State::Datagram(udp) = &self.state else {
             return Err(WsaError::Inval);
         };
-        let mut native_flags = libc::MSG_TRUNC;
-        if flags.contains(MsgFlags::PEEK) {
-            native_flags |= libc::MSG_PEEK;
-        }
         let mut buf = Vec::new();
-        let (n, from) = run_io!(udp, self.blocking(), Interest::READABLE, || {
-            // An admitted datagram at the head is the one received.
-            if !purge_refused(udp, filter) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            buf.clear();
-            sys::recv_from_append(&SockRef::from(udp), &mut buf, max_len, native_flags)
+        let native_flags = recv_flags(flags);
+        let (n, from) = run_io!(udp, wait, Interest::READABLE, || {
+            datagram_recv_once(udp, filter, &mut buf, max_len, native_flags)
         })?;
         if n > max_len {
             return Err(WsaError::MsgSize);
@@ -1035,6 +1009,73 @@ pub(crate) fn abort_unreadable(stream: &TcpStream) -> WsaError {
     // The reset leaves ECONNRESET pending on the socket; the abort is ours.
     let _ = stream.take_error();
     WsaError::ConnAborted
+}
+
+/// The `MSG_*` flags of a receive's system call (MSG_PEEK, MSG_OOB).
+pub(crate) fn recv_flags(flags: MsgFlags) -> i32 {
+    let mut native_flags = 0;
+    if flags.contains(MsgFlags::PEEK) {
+        native_flags |= libc::MSG_PEEK;
+    }
+    if flags.contains(MsgFlags::OOB) {
+        native_flags |= libc::MSG_OOB;
+    }
+    native_flags
+}
+
+/// One stream send of `data` that does not wait (SPEC SE-1).
+pub(crate) fn stream_send_once(
+    stream: &TcpStream,
+    data: &[u8],
+    native_flags: i32,
+) -> io::Result<usize> {
+    SockRef::from(stream).send_with_flags(data, native_flags)
+}
+
+/// One datagram to `to`, or to the connected peer, that does not wait.
+pub(crate) fn datagram_send_once(
+    udp: &UdpSocket,
+    data: &[u8],
+    to: Option<SocketAddr>,
+) -> io::Result<usize> {
+    let sock = SockRef::from(udp);
+    match to {
+        Some(to) => sock.send_to_with_flags(data, &SockAddr::from(to), libc::MSG_NOSIGNAL),
+        None => sock.send_with_flags(data, libc::MSG_NOSIGNAL),
+    }
+}
+
+/// One stream receive that does not wait, appending at most `max` bytes
+/// to `buf`.
+pub(crate) fn stream_recv_once(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+    native_flags: i32,
+) -> io::Result<usize> {
+    sys::recv_append(&SockRef::from(stream), buf, max, native_flags)
+}
+
+/// One datagram of an admitted sender that does not wait, into `buf`
+/// (at most `max` bytes kept; the datagram's own size is returned): the
+/// refused ones at the head are dropped first.
+pub(crate) fn datagram_recv_once(
+    udp: &UdpSocket,
+    filter: &DatagramFilter,
+    buf: &mut Vec<u8>,
+    max: usize,
+    native_flags: i32,
+) -> io::Result<(usize, SockAddr)> {
+    if !purge_refused(udp, filter) {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    buf.clear();
+    sys::recv_from_append(
+        &SockRef::from(udp),
+        buf,
+        max,
+        native_flags | libc::MSG_TRUNC,
+    )
 }
 
 /// Drops refused datagrams at the head of `udp`'s receive queue (at most

@@ -81,6 +81,8 @@ struct LimitsFile {
     max_queues: Option<Bounded<MaxQueues>>,
     max_buffers_per_call: Option<Bounded<MaxBuffersPerCall>>,
     max_socket_buffer_bytes: Option<u64>,
+    max_overlapped_operations: Option<u32>,
+    max_overlapped_bytes: Option<u64>,
     max_cpu_seconds: Option<Seconds>,
     max_wall_seconds: Option<Seconds>,
     max_cpu_share: Option<Bounded<MaxCpuShare>>,
@@ -99,6 +101,12 @@ impl LimitsFile {
             max_socket_buffer_bytes: self
                 .max_socket_buffer_bytes
                 .unwrap_or(defaults.max_socket_buffer_bytes),
+            max_overlapped_operations: self
+                .max_overlapped_operations
+                .unwrap_or(defaults.max_overlapped_operations),
+            max_overlapped_bytes: self
+                .max_overlapped_bytes
+                .unwrap_or(defaults.max_overlapped_bytes),
             max_cpu_time: self.max_cpu_seconds.map(|s| s.0).or(defaults.max_cpu_time),
             max_wall_time: self
                 .max_wall_seconds
@@ -784,6 +792,8 @@ mod tests {
             max-queues = 1024
             max-buffers-per-call = 8
             max-socket-buffer-bytes = 1000000
+            max-overlapped-operations = 3
+            max-overlapped-bytes = 4096
             max-cpu-seconds = 1.5
             max-wall-seconds = 60
             max-cpu-share = 50
@@ -798,6 +808,8 @@ mod tests {
                 max_queues: 1024,
                 max_buffers_per_call: 8,
                 max_socket_buffer_bytes: 1_000_000,
+                max_overlapped_operations: 3,
+                max_overlapped_bytes: 4096,
                 max_cpu_time: Some(std::time::Duration::from_millis(1500)),
                 max_wall_time: Some(std::time::Duration::from_secs(60)),
                 max_cpu_share: Some(50),

@@ -33,6 +33,10 @@ pub const DEFAULT_MAX_QUEUES: u32 = 16;
 pub const DEFAULT_MAX_BUFFERS_PER_CALL: u32 = 4096;
 /// Default for [`Limits::max_socket_buffer_bytes`].
 pub const DEFAULT_MAX_SOCKET_BUFFER_BYTES: u64 = 4 << 20;
+/// Default for [`Limits::max_overlapped_operations`].
+pub const DEFAULT_MAX_OVERLAPPED_OPERATIONS: u32 = 256;
+/// Default for [`Limits::max_overlapped_bytes`].
+pub const DEFAULT_MAX_OVERLAPPED_BYTES: u64 = 4 << 20;
 /// Largest `backlog` a guest may pass to `wsp-listen`; larger values are
 /// clamped, as Winsock clamps to SOMAXCONN.
 pub const MAX_BACKLOG: u32 = 1024;
@@ -236,6 +240,13 @@ pub struct Limits {
     /// SO_SNDBUF, summed over all its sockets; a request beyond what is
     /// left is clamped to it.
     pub max_socket_buffer_bytes: u64,
+    /// Overlapped operations (SPEC SE-7) the guest may have pending at
+    /// once over all its sockets; one more is `WSAENOBUFS`.
+    pub max_overlapped_operations: u32,
+    /// Bytes the host may hold for the guest's overlapped operations: what
+    /// pending sends have not sent yet, and the room of pending receives
+    /// and of received bytes not yet handed over; beyond it `WSAENOBUFS`.
+    pub max_overlapped_bytes: u64,
     /// Total CPU time the guest may use; past it the guest is stopped.
     pub max_cpu_time: Option<std::time::Duration>,
     /// Wall-clock time the guest may run; past it the guest is stopped.
@@ -256,6 +267,8 @@ impl Default for Limits {
             max_queues: DEFAULT_MAX_QUEUES,
             max_buffers_per_call: DEFAULT_MAX_BUFFERS_PER_CALL,
             max_socket_buffer_bytes: DEFAULT_MAX_SOCKET_BUFFER_BYTES,
+            max_overlapped_operations: DEFAULT_MAX_OVERLAPPED_OPERATIONS,
+            max_overlapped_bytes: DEFAULT_MAX_OVERLAPPED_BYTES,
             max_cpu_time: None,
             max_wall_time: None,
             max_cpu_share: None,
@@ -586,6 +599,18 @@ impl PolicyBuilder {
     /// Sets the guest's budget of kernel socket-buffer bytes.
     pub fn max_socket_buffer_bytes(mut self, max: u64) -> Self {
         self.policy.limits.max_socket_buffer_bytes = max;
+        self
+    }
+
+    /// Sets the most overlapped operations pending at once.
+    pub fn max_overlapped_operations(mut self, max: u32) -> Self {
+        self.policy.limits.max_overlapped_operations = max;
+        self
+    }
+
+    /// Sets the bytes the host may hold for overlapped operations.
+    pub fn max_overlapped_bytes(mut self, max: u64) -> Self {
+        self.policy.limits.max_overlapped_bytes = max;
         self
     }
 

@@ -339,10 +339,8 @@ impl Provider {
                 continue;
             };
             sock.refresh_connect();
-            let was_nonblocking = std::mem::replace(&mut sock.nonblocking, false);
-            let sent =
-                tokio::time::timeout(rooted::FANOUT_STALL, sock.send_stream(data, flags)).await;
-            sock.nonblocking = was_nonblocking;
+            let whole = sock.send_stream(data, flags, true);
+            let sent = tokio::time::timeout(rooted::FANOUT_STALL, whole).await;
             match sent {
                 Ok(Ok(_)) => reached += 1,
                 Ok(Err(_)) => {}

@@ -24,6 +24,7 @@ use super::buffers::Buffers;
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::{EventLink, Remains};
 use super::gate::{DenialCounts, DeniedBy, Gate};
+use super::overlapped::{Operation, Overlapped, OverlappedArg, OverlappedOutcome};
 use super::queue::MessageQueue;
 use super::reactor::Reactor;
 use super::rooted::{self, JoinCell, Rooted};
@@ -214,6 +215,7 @@ impl Provider {
             };
             if let std::collections::hash_map::Entry::Vacant(slot) = self.sockets.entry(s) {
                 socket.link = EventLink::new(s);
+                socket.overlapped = Overlapped::new(s);
                 slot.insert(socket);
                 return s;
             }
@@ -329,11 +331,19 @@ mod tests {
             )
             .await;
         assert_eq!(sent, Ok(4));
-        let got = p.wsp_recv(server, 4, MsgFlags::WAIT_ALL).await.unwrap();
+        let got = p
+            .wsp_recv(server, 4, MsgFlags::WAIT_ALL, None)
+            .await
+            .unwrap();
         assert_eq!(got, b"abcd");
         assert_eq!(p.open_sockets(), 3);
         p.wsp_close_socket(client).await.unwrap();
-        assert_eq!(p.wsp_recv(server, 4, MsgFlags::empty()).await.unwrap(), b"");
+        assert_eq!(
+            p.wsp_recv(server, 4, MsgFlags::empty(), None)
+                .await
+                .unwrap(),
+            b""
+        );
         assert_eq!(p.wsp_close_socket(client).await, Err(WsaError::NotSock));
     }
 
@@ -369,7 +379,7 @@ mod tests {
             .await;
         assert_eq!(sent, Err(WsaError::MsgSize));
         p.wsp_ioctl(s, IoctlCommand::NonBlocking(true)).unwrap();
-        let got = p.wsp_recv(s, 70_000, MsgFlags::empty()).await;
+        let got = p.wsp_recv(s, 70_000, MsgFlags::empty(), None).await;
         assert_eq!(got, Err(WsaError::WouldBlock));
     }
 
@@ -464,7 +474,7 @@ mod tests {
             .await
             .unwrap();
         // The datagram does not fit in what the guest can hold.
-        let got = p.wsp_recv(s, u32::MAX, MsgFlags::WAIT_ALL).await;
+        let got = p.wsp_recv(s, u32::MAX, MsgFlags::WAIT_ALL, None).await;
         assert_eq!(got, Err(WsaError::MsgSize));
         assert_eq!(p.recv_cap(u32::MAX), 1000);
     }
@@ -549,9 +559,9 @@ mod tests {
         assert_eq!((message.msg, message.socket), (9, a));
         assert_eq!(message.notice.event, FdEvents::READ);
         // AS-4: the socket is now non-blocking.
-        p.wsp_recv(a, 10, MsgFlags::empty()).await.unwrap();
+        p.wsp_recv(a, 10, MsgFlags::empty(), None).await.unwrap();
         assert_eq!(
-            p.wsp_recv(a, 10, MsgFlags::empty()).await,
+            p.wsp_recv(a, 10, MsgFlags::empty(), None).await,
             Err(WsaError::WouldBlock)
         );
         assert_eq!(

@@ -1,13 +1,108 @@
 //! WSPSend, WSPSendTo, WSPRecv, WSPRecvFrom and WSPGetOverlappedResult
-//! (SPEC SE-*), and what a send or a receive re-enables (AS-9, AS-10).
+//! (SPEC SE-*), overlapped or not (SE-7..SE-11), and what a send or a
+//! receive re-enables (AS-9, AS-10).
 
 use super::*;
+use crate::net::socket::recv_flags;
 
 /// SPEC AS-9, AS-10, AS-15: any send re-enables FD_WRITE; one that would
 /// block makes FD_WRITE owed for when room comes back.
 fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
     sock.link.sent(result == Err(WsaError::WouldBlock));
     result
+}
+
+/// One send that does not wait for overlapped sends before it: the stream
+/// or the connected peer, or the datagram's destination `to`.
+async fn send_now(
+    sock: &mut Socket,
+    data: &[u8],
+    flags: MsgFlags,
+    to: Option<SocketAddr>,
+    wait: bool,
+) -> Result<u32, WsaError> {
+    match sock.entry.kind {
+        SocketKind::Stream => sock.send_stream(data, flags, wait).await,
+        SocketKind::Datagram => sock.send_datagram(data, to, wait).await,
+    }
+}
+
+/// A send in the order of submission (SPEC SE-9). Without an overlapped
+/// argument it comes after the socket's pending overlapped sends (a
+/// non-blocking socket: WSAEWOULDBLOCK while they pend). With one (SE-7):
+/// all sent at once is a completion queued at once; otherwise what is
+/// left is captured (SE-8) and sent in the background, WSA_IO_PENDING.
+async fn send_in_order(
+    sock: &mut Socket,
+    gate: &Arc<Gate>,
+    data: &[u8],
+    flags: MsgFlags,
+    to: Option<SocketAddr>,
+    overlapped: Option<OverlappedArg>,
+) -> Result<u32, WsaError> {
+    let Some(arg) = overlapped else {
+        if sock.overlapped.sends_pending() {
+            if !sock.blocking() {
+                return Err(WsaError::WouldBlock);
+            }
+            sock.overlapped.drained(false).await;
+        }
+        let wait = sock.blocking();
+        return send_now(sock, data, flags, to, wait).await;
+    };
+    sock.check_overlapped()?;
+    let native = sock.overlapped_native()?;
+    let ticket = sock.overlapped.admit(&arg, data.len(), gate)?;
+    let mut sent = 0;
+    if !sock.overlapped.sends_pending() {
+        match send_now(sock, data, flags, to, false).await {
+            Ok(n) if n as usize == data.len() => {
+                sock.overlapped.completed_at_once(ticket, n);
+                return Ok(n);
+            }
+            Ok(n) => sent = n as usize,
+            Err(WsaError::WouldBlock) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut native_flags = libc::MSG_NOSIGNAL;
+    if flags.contains(MsgFlags::OOB) {
+        native_flags |= libc::MSG_OOB;
+    }
+    let operation = Operation::Send {
+        data: data.to_vec(),
+        sent,
+        to,
+        native_flags,
+    };
+    Err(sock.overlapped.pend(ticket, operation, native))
+}
+
+/// One receive that does not wait for overlapped receives before it, and
+/// the datagram's sender.
+async fn recv_now(
+    sock: &mut Socket,
+    cap: usize,
+    flags: MsgFlags,
+    scratch: &mut Vec<u8>,
+    wait: bool,
+) -> Result<(Vec<u8>, Option<SocketAddr>), WsaError> {
+    match sock.entry.kind {
+        SocketKind::Stream => {
+            let data = sock.recv_stream(cap, flags, scratch, wait).await?;
+            Ok((data, None))
+        }
+        SocketKind::Datagram => {
+            // Datagrams from peers the policy refuses are dropped before
+            // the guest sees them.
+            if sock.bound_addr().is_none() {
+                return Err(WsaError::Inval);
+            }
+            let filter = sock.datagram_filter();
+            let (data, from) = sock.recv_datagram(cap, flags, &filter, wait).await?;
+            Ok((data, Some(from)))
+        }
+    }
 }
 
 impl Provider {
@@ -23,40 +118,62 @@ impl Provider {
         buffers.bytes()
     }
 
-    /// WSPSend (SPEC SE-1..SE-8).
+    /// WSPSend (SPEC SE-1..SE-11).
     pub async fn wsp_send(
         &mut self,
         s: u32,
         buffers: Buffers<'_>,
         flags: MsgFlags,
-        overlapped: Option<u64>,
+        overlapped: Option<OverlappedArg>,
     ) -> Result<u32, WsaError> {
         let data = self.check_buffers(s, &buffers)?;
         if matches!(self.socket(s)?.rooted, Some(Rooted::Root { .. })) {
-            self.socket(s)?.check_send(flags)?;
-            let result = self.send_to_leaves(s, data, flags).await;
-            return sent(self.socket(s)?, result);
+            return self.send_as_root(s, data, flags, overlapped).await;
         }
-        let sock = self.socket(s)?;
+        let Self { guard, sockets, .. } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
         let result = async {
             sock.check_send(flags)?;
-            sock.check_overlapped(overlapped)?;
-            match sock.entry.kind {
-                SocketKind::Stream => sock.send_stream(data, flags).await,
+            let to = match sock.entry.kind {
+                SocketKind::Stream => None,
                 SocketKind::Datagram => match (&sock.membership, sock.peer_addr()) {
-                    (_, Some(_)) => sock.send_datagram(data, None).await,
+                    (_, Some(_)) => None,
                     // A joined session is the default peer (SPEC JL-3).
-                    (Some(m), None) if m.sends => {
-                        let group = m.group;
-                        sock.send_datagram(data, Some(group)).await
-                    }
-                    (Some(_), None) => Err(WsaError::Shutdown),
-                    (None, None) => Err(WsaError::NotConn),
+                    (Some(m), None) if m.sends => Some(m.group),
+                    (Some(_), None) => return Err(WsaError::Shutdown),
+                    (None, None) => return Err(WsaError::NotConn),
                 },
-            }
+            };
+            send_in_order(sock, &guard.gate, data, flags, to, overlapped).await
         }
         .await;
-        sock.complete_overlapped(overlapped, result);
+        sent(sock, result)
+    }
+
+    /// A root's send: a copy to every leaf, complete when the call returns
+    /// (an overlapped one has its completion queued at once).
+    async fn send_as_root(
+        &mut self,
+        s: u32,
+        data: &[u8],
+        flags: MsgFlags,
+        overlapped: Option<OverlappedArg>,
+    ) -> Result<u32, WsaError> {
+        let gate = self.guard.gate.clone();
+        let sock = self.socket(s)?;
+        sock.check_send(flags)?;
+        let ticket = match &overlapped {
+            Some(arg) => {
+                sock.check_overlapped()?;
+                Some(sock.overlapped.admit(arg, data.len(), &gate)?)
+            }
+            None => None,
+        };
+        let result = self.send_to_leaves(s, data, flags).await;
+        let sock = self.socket(s)?;
+        if let (Some(ticket), Ok(n)) = (ticket, result) {
+            sock.overlapped.completed_at_once(ticket, n);
+        }
         sent(sock, result)
     }
 
@@ -68,16 +185,15 @@ impl Provider {
         buffers: Buffers<'_>,
         flags: MsgFlags,
         to: SocketAddr,
-        overlapped: Option<u64>,
+        overlapped: Option<OverlappedArg>,
     ) -> Result<u32, WsaError> {
         let data = self.check_buffers(s, &buffers)?;
         let Self { guard, sockets, .. } = self;
         let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
         let result = async {
             sock.check_send(flags)?;
-            sock.check_overlapped(overlapped)?;
-            match sock.entry.kind {
-                SocketKind::Stream => sock.send_stream(data, flags).await,
+            let to = match sock.entry.kind {
+                SocketKind::Stream => None,
                 SocketKind::Datagram => {
                     sock.check_family(&to)?;
                     if to.ip().is_unspecified() || to.port() == 0 {
@@ -93,13 +209,12 @@ impl Provider {
                     {
                         return Err(WsaError::Shutdown);
                     }
-                    let to = guard.destination(sock, to, NetUse::SendTo)?;
-                    sock.send_datagram(data, Some(to)).await
+                    Some(guard.destination(sock, to, NetUse::SendTo)?)
                 }
-            }
+            };
+            send_in_order(sock, &guard.gate, data, flags, to, overlapped).await
         }
         .await;
-        sock.complete_overlapped(overlapped, result);
         sent(sock, result)
     }
 
@@ -110,18 +225,10 @@ impl Provider {
         s: u32,
         max_len: u32,
         flags: MsgFlags,
+        overlapped: Option<OverlappedArg>,
     ) -> Result<Vec<u8>, WsaError> {
-        let cap = self.recv_cap(max_len);
-        let sock = self.socket(s)?;
-        let result = match sock.check_recv(flags) {
-            Err(e) => Err(e),
-            Ok(()) => match sock.entry.kind {
-                SocketKind::Stream => self.recv_stream(s, cap, flags).await,
-                SocketKind::Datagram => self.recv_datagram(s, cap, flags).await.map(|(d, _)| d),
-            },
-        };
-        self.received(s, cap, flags, result.as_ref().map(Vec::len));
-        result
+        let (data, _) = self.receive(s, max_len, flags, overlapped).await?;
+        Ok(data)
     }
 
     /// WSPRecvFrom.
@@ -130,19 +237,72 @@ impl Provider {
         s: u32,
         max_len: u32,
         flags: MsgFlags,
+        overlapped: Option<OverlappedArg>,
     ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
-        let cap = self.recv_cap(max_len);
-        let sock = self.socket(s)?;
-        let result = match sock.check_recv(flags) {
-            Err(e) => Err(e),
-            Ok(()) => match sock.entry.kind {
-                SocketKind::Stream => match sock.peer_addr() {
-                    Some(peer) => self.recv_stream(s, cap, flags).await.map(|d| (d, peer)),
-                    None => Err(WsaError::NotConn),
-                },
-                SocketKind::Datagram => self.recv_datagram(s, cap, flags).await,
+        match self.receive(s, max_len, flags, overlapped).await? {
+            (data, Some(from)) => Ok((data, from)),
+            // A stream's sender is its peer.
+            (data, None) => match self.socket(s)?.peer_addr() {
+                Some(peer) => Ok((data, peer)),
+                None => Err(WsaError::NotConn),
             },
-        };
+        }
+    }
+
+    /// A receive in the order of submission, overlapped or not (as
+    /// [`send_in_order`]); then what it re-enables.
+    async fn receive(
+        &mut self,
+        s: u32,
+        max_len: u32,
+        flags: MsgFlags,
+        overlapped: Option<OverlappedArg>,
+    ) -> Result<(Vec<u8>, Option<SocketAddr>), WsaError> {
+        let cap = self.recv_cap(max_len);
+        let Self {
+            guard,
+            sockets,
+            recv_scratch,
+            ..
+        } = self;
+        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
+        let result = async {
+            sock.check_recv(flags)?;
+            let Some(arg) = overlapped else {
+                if sock.overlapped.recvs_pending() {
+                    if !sock.blocking() {
+                        return Err(WsaError::WouldBlock);
+                    }
+                    sock.overlapped.drained(true).await;
+                }
+                let wait = sock.blocking();
+                return recv_now(sock, cap, flags, recv_scratch, wait).await;
+            };
+            sock.check_overlapped()?;
+            if flags.contains(MsgFlags::OOB) {
+                // Urgent data is read when it is there, never pended.
+                return Err(WsaError::OpNotSupp);
+            }
+            let native = sock.overlapped_native()?;
+            let ticket = sock.overlapped.admit(&arg, cap, &guard.gate)?;
+            if !sock.overlapped.recvs_pending() {
+                match recv_now(sock, cap, flags, recv_scratch, false).await {
+                    Ok(got) => {
+                        sock.overlapped
+                            .completed_at_once(ticket, got.0.len() as u32);
+                        return Ok(got);
+                    }
+                    Err(WsaError::WouldBlock) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let operation = Operation::Recv {
+                max_len: cap,
+                native_flags: recv_flags(flags),
+            };
+            Err(sock.overlapped.pend(ticket, operation, native))
+        }
+        .await;
         self.received(s, cap, flags, result.as_ref().map(|(d, _)| d.len()));
         result
     }
@@ -174,41 +334,16 @@ impl Provider {
         sock.link.stream_received(remains);
     }
 
-    /// Up to `cap` bytes from stream `s`, received into the provider's
-    /// scratch buffer.
-    async fn recv_stream(
+    /// WSPGetOverlappedResult (SPEC SE-7): the outcome of the overlapped
+    /// operation `token` on `s`; with `wait`, waits while it pends (only
+    /// this guest waits).
+    pub async fn wsp_get_overlapped_result(
         &mut self,
         s: u32,
-        cap: usize,
-        flags: MsgFlags,
-    ) -> Result<Vec<u8>, WsaError> {
-        let Self {
-            sockets,
-            recv_scratch,
-            ..
-        } = self;
-        let sock = sockets.get_mut(&s).ok_or(WsaError::NotSock)?;
-        sock.recv_stream(cap, flags, recv_scratch).await
-    }
-
-    /// One datagram that passes the peer filter: datagrams from peers the
-    /// policy refuses are dropped before the guest sees them.
-    async fn recv_datagram(
-        &mut self,
-        s: u32,
-        cap: usize,
-        flags: MsgFlags,
-    ) -> Result<(Vec<u8>, SocketAddr), WsaError> {
-        let sock = self.socket(s)?;
-        if sock.bound_addr().is_none() {
-            return Err(WsaError::Inval);
-        }
-        let filter = sock.datagram_filter();
-        sock.recv_datagram(cap, flags, &filter).await
-    }
-
-    /// WSPGetOverlappedResult (SPEC SE-7).
-    pub fn wsp_get_overlapped_result(&mut self, s: u32, token: u64) -> Result<u32, WsaError> {
-        self.socket(s)?.overlapped_result(token)
+        token: u64,
+        wait: bool,
+    ) -> Result<OverlappedOutcome, WsaError> {
+        let outcome = self.socket(s)?.overlapped.result(token, wait);
+        outcome.await
     }
 }

@@ -51,7 +51,7 @@ fn main() {
     let start = Instant::now();
     for _ in 0..iters {
         wsp::wsp_send_to(s, &payload, &length, MessageFlags::empty(), name, None).expect("send");
-        wsp::wsp_recv(s, 64, MessageFlags::empty()).expect("recv");
+        wsp::wsp_recv(s, 64, MessageFlags::empty(), None).expect("recv");
     }
     let plain = per_op(iters, start);
     println!("send-recv-ns {plain}");
@@ -64,7 +64,7 @@ fn main() {
     for _ in 0..iters {
         wsp::wsp_send_to(s, &payload, &length, MessageFlags::empty(), name, None).expect("send");
         queue.get(None).expect("message");
-        wsp::wsp_recv(s, 64, MessageFlags::empty()).expect("recv");
+        wsp::wsp_recv(s, 64, MessageFlags::empty(), None).expect("recv");
     }
     let evented = per_op(iters, start);
     println!("send-event-recv-ns {evented}");
@@ -93,7 +93,7 @@ fn main() {
             }
         }
         for (socket, _) in &sockets {
-            wsp::wsp_recv(*socket, 64, MessageFlags::empty()).expect("recv");
+            wsp::wsp_recv(*socket, 64, MessageFlags::empty(), None).expect("recv");
         }
     }
     let batched = per_op(rounds * 64, start);

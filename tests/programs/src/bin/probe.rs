@@ -101,11 +101,8 @@ fn event_name(event: FdEvents) -> String {
     names.join("+")
 }
 
-fn token_of(words: &[&str]) -> Option<u64> {
-    words
-        .iter()
-        .find_map(|w| w.strip_prefix("token=")?.parse().ok())
-}
+/// Message id of the completions the probe asks for.
+const COMPLETION_MSG: u32 = 77;
 
 /// `@N` is N bytes of `x`; anything else is the text itself.
 fn payload(text: &str) -> Vec<u8> {
@@ -206,7 +203,7 @@ impl Probe {
                     &data,
                     &[data.len() as u32],
                     flags_of(&w[3..]),
-                    token_of(&w[3..]),
+                    self.overlapped_of(&w[3..]).as_ref(),
                 )?;
                 Ok(sent.to_string())
             }
@@ -237,16 +234,17 @@ impl Probe {
                     &lengths,
                     flags_of(&w[4..]),
                     to,
-                    token_of(&w[4..]),
+                    self.overlapped_of(&w[4..]).as_ref(),
                 )?
                 .to_string())
             }
-            // recv S MAX [peek] [oob] [waitall]
+            // recv S MAX [peek] [oob] [waitall] [ov=qN:TOKEN]
             "recv" => {
                 let data = wsp::wsp_recv(
                     self.sock(arg(1)),
                     arg(2).parse().expect("max"),
                     flags_of(&w[3..]),
+                    self.overlapped_of(&w[3..]).as_ref(),
                 )?;
                 Ok(show(&data))
             }
@@ -255,6 +253,7 @@ impl Probe {
                     self.sock(arg(1)),
                     arg(2).parse().expect("max"),
                     flags_of(&w[3..]),
+                    self.overlapped_of(&w[3..]).as_ref(),
                 )?;
                 Ok(format!("{} {}", show(&data), from_wit(from)))
             }
@@ -345,11 +344,23 @@ impl Probe {
             }
             "name" => Ok(from_wit(wsp::wsp_get_sock_name(self.sock(arg(1)))?).to_string()),
             "peer" => Ok(from_wit(wsp::wsp_get_peer_name(self.sock(arg(1)))?).to_string()),
-            "overlapped" => Ok(wsp::wsp_get_overlapped_result(
-                self.sock(arg(1)),
-                arg(2).parse().expect("token"),
-            )?
-            .to_string()),
+            // overlapped S TOKEN [wait]: BYTES, then the bytes and sender
+            // of a receive that completed after its call
+            "overlapped" => {
+                let outcome = wsp::wsp_get_overlapped_result(
+                    self.sock(arg(1)),
+                    arg(2).parse().expect("token"),
+                    arg(3) == "wait",
+                )?;
+                let mut line = outcome.bytes.to_string();
+                if !outcome.data.is_empty() {
+                    line = format!("{line} {}", show(&outcome.data));
+                }
+                if let Some(from) = outcome.sender {
+                    line = format!("{line} {}", from_wit(from));
+                }
+                Ok(line)
+            }
             "denial" => Ok(wsp::last_denial().unwrap_or_else(|| "none".into())),
             // protocols [PROTO,...]: catalogue ids
             "protocols" => {
@@ -400,7 +411,8 @@ impl Probe {
                 let want: u64 = arg(2).parse().expect("count");
                 let mut got = 0u64;
                 while got < want {
-                    let data = match wsp::wsp_recv(s, 65536, MessageFlags::empty()) {
+                    let max = (want - got).min(65536) as u32;
+                    let data = match wsp::wsp_recv(s, max, MessageFlags::empty(), None) {
                         Ok(data) => data,
                         Err(wasp_guest::ErrorCode::Wsaewouldblock) => break,
                         Err(e) => return Err(e.into()),
@@ -628,7 +640,8 @@ impl Probe {
                     let length = [data.len() as u32];
                     wsp::wsp_send_to(s, &data, &length, MessageFlags::empty(), to, None)?;
                     pause.get(Some(arg(6).parse().expect("milliseconds")));
-                    while let Ok((data, from)) = wsp::wsp_recv_from(s, 1024, MessageFlags::empty())
+                    while let Ok((data, from)) =
+                        wsp::wsp_recv_from(s, 1024, MessageFlags::empty(), None)
                     {
                         if data == arg(4).as_bytes() {
                             return Ok(format!(
@@ -668,7 +681,19 @@ impl Probe {
         &self.pollables[index]
     }
 
-    /// `msg=M s=sK event=E error=X lparam=L`, sockets by their probe name.
+    /// The overlapped argument `ov=qN:TOKEN` among `words`, if any.
+    fn overlapped_of(&self, words: &[&str]) -> Option<wsp::Overlapped<'_>> {
+        let spec = words.iter().find_map(|w| w.strip_prefix("ov="))?;
+        let (queue, token) = spec.split_once(':').expect("ov=qN:TOKEN");
+        Some(wsp::Overlapped {
+            token: token.parse().expect("token"),
+            queue: self.queue(queue),
+            msg: COMPLETION_MSG,
+        })
+    }
+
+    /// `msg=M s=sK event=E error=X lparam=L`, sockets by their probe name;
+    /// a completion is `msg=M s=sK done=TOKEN bytes=N error=X`.
     fn show_message(&self, m: &Message) -> String {
         let socket = match self.sockets.iter().position(|&s| s == m.socket) {
             Some(i) => format!("s{i}"),
@@ -677,6 +702,12 @@ impl Probe {
         let error = m
             .error
             .map_or_else(|| "none".into(), |e| WsaError(e).name());
+        if let Some(c) = m.completion {
+            return format!(
+                "msg={} s={socket} done={} bytes={} error={error}",
+                m.msg, c.token, c.bytes
+            );
+        }
         format!(
             "msg={} s={socket} event={} error={error} lparam={:#x}",
             m.msg,
