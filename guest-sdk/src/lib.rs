@@ -90,7 +90,10 @@ pub use error::{Result, WsaError};
 pub use events::{Completion, DEFAULT_BATCH, Dispatcher, Event, EventQueue, Overlapped};
 pub use raw::sockets::{IoctlCommand, IoctlResult, OverlappedResult, Sockopt, SockoptName};
 pub use raw::types::FdEvents;
-pub use raw::types::{ErrorCode, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow, SocketFlags};
+pub use raw::types::{
+    ErrorCode, Flowspec, JoinFlags, MessageFlags, ProtocolInfo, Qos, ServiceType, ShutdownHow,
+    SocketFlags,
+};
 pub use socket::{
     Socket, SocketType, enum_protocols, last_denial, socket_address, std_socket_addr, wsabuf,
 };

@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use crate::consts::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_DGRAM, SOCK_STREAM};
 use crate::raw::sockets as wsp;
 use crate::raw::types::{
-    Ipv4SocketAddress, Ipv6SocketAddress, JoinFlags, MessageFlags, ProtocolInfo, ShutdownHow,
-    SocketAddress, SocketFlags,
+    Flowspec, Ipv4SocketAddress, Ipv6SocketAddress, JoinFlags, MessageFlags, ProtocolInfo, Qos,
+    ServiceType, ShutdownHow, SocketAddress, SocketFlags,
 };
 use crate::{
     IoctlCommand, IoctlResult, Overlapped, OverlappedResult, Result, Sockopt, SockoptName, WsaError,
@@ -265,14 +265,57 @@ impl Socket {
 
     /// FIONBIO.
     pub fn set_nonblocking(&self, on: bool) -> Result<()> {
-        wsp::wsp_ioctl(self.s, IoctlCommand::Fionbio(on))?;
+        wsp::wsp_ioctl(self.s, &IoctlCommand::Fionbio(on))?;
         Ok(())
     }
 
     /// FIONREAD.
     pub fn bytes_readable(&self) -> Result<u32> {
-        match wsp::wsp_ioctl(self.s, IoctlCommand::Fionread)? {
+        match wsp::wsp_ioctl(self.s, &IoctlCommand::Fionread)? {
             IoctlResult::Bytes(n) => Ok(n),
+            _ => Err(WsaError(crate::ErrorCode::Wsaeinval)),
+        }
+    }
+
+    /// SIO_SET_QOS: a sending flow of controlled load shapes this socket's
+    /// sends to its token rate (SPEC JL-8); WSAEOPNOTSUPP for what the host
+    /// cannot meet.
+    pub fn set_qos(&self, qos: &Qos) -> Result<()> {
+        wsp::wsp_ioctl(self.s, &IoctlCommand::SioSetQos(qos.clone()))?;
+        Ok(())
+    }
+
+    /// SIO_SET_QOS of a controlled-load sending flow of `rate` bytes per
+    /// second with a bucket of `bucket` bytes (0: a tenth of a second's
+    /// worth), best effort for receiving.
+    pub fn set_send_rate(&self, rate: u32, bucket: u32) -> Result<()> {
+        let sending = Flowspec {
+            token_rate: rate,
+            token_bucket_size: bucket,
+            peak_bandwidth: 0,
+            latency: 0,
+            delay_variation: 0,
+            service_type: ServiceType::ControlledLoad,
+            max_sdu_size: 0,
+            minimum_policed_size: 0,
+        };
+        let receiving = Flowspec {
+            token_rate: 0,
+            token_bucket_size: 0,
+            service_type: ServiceType::BestEffort,
+            ..sending
+        };
+        self.set_qos(&Qos {
+            sending,
+            receiving,
+            provider_specific: Vec::new(),
+        })
+    }
+
+    /// SIO_GET_QOS: the socket's quality of service.
+    pub fn qos(&self) -> Result<Qos> {
+        match wsp::wsp_ioctl(self.s, &IoctlCommand::SioGetQos)? {
+            IoctlResult::Qos(qos) => Ok(qos),
             _ => Err(WsaError(crate::ErrorCode::Wsaeinval)),
         }
     }

@@ -224,21 +224,41 @@ fn jl_7_caller_data_is_not_supported_by_ip_multicast() {
 }
 
 #[test]
-fn jl_8_a_flowspec_beyond_best_effort_cannot_be_met() {
+fn jl_8_the_sending_qos_is_met_when_wasp_can_shape_it_and_overrides_sio_set_qos() {
+    // Guaranteed service needs a reservation wasp cannot make; controlled
+    // load at 1,000 B/s is shaped, and replaces the flow set before.
     expect(
         &multicast_policy(""),
         &[
             LEAF,
+            "qos s0 set 5000 5000",
             "join s0 239.255.77.8:40008 sqos=guaranteed",
+            "qos s0 get",
             "join s0 239.255.77.8:40008 sqos=controlled-load",
-            "join s0 239.255.77.8:40008 sqos=best-effort",
+            "qos s0 get",
         ],
         &[
             "*",
+            "ok",
             "err WSAEOPNOTSUPP",
-            "err WSAEOPNOTSUPP",
+            "ok rate=5000 bucket=5000 service=ServiceType::ControlledLoad",
             "ok s0 callee=0",
+            "ok rate=1000 bucket=1000 service=ServiceType::ControlledLoad",
         ],
+    );
+}
+
+#[test]
+fn jl_8_a_sending_flow_above_the_policys_send_rate_cannot_be_met() {
+    let policy = format!("{}\n[limits]\nmax-send-rate = 500\n", multicast_policy(""));
+    expect(
+        &policy,
+        &[
+            LEAF,
+            "join s0 239.255.77.8:40008 sqos=controlled-load",
+            "join s0 239.255.77.8:40008 sqos=best-effort",
+        ],
+        &["*", "err WSAEOPNOTSUPP", "ok s0 callee=0"],
     );
 }
 

@@ -13,6 +13,7 @@ mod hostile_net;
 mod isolation;
 mod join_leaf;
 mod overlapped;
+mod qos;
 mod scale;
 mod traceability;
 mod wsp_send;

@@ -20,7 +20,7 @@ use wasmtime::component::Resource;
 use super::messages::GuestQueue;
 use super::types::{
     fd_events, msg_flags, protocol_info, protocol_info_arg, qos_request, socket_addr, socket_flags,
-    wit_addr,
+    wit_addr, wit_qos,
 };
 
 type Result<T> = std::result::Result<T, ErrorCode>;
@@ -167,11 +167,14 @@ impl Host for WaspCtxView<'_> {
             WitIoctl::Fionbio(on) => IoctlCommand::NonBlocking(on),
             WitIoctl::Fionread => IoctlCommand::BytesReadable,
             WitIoctl::Siocatmark => IoctlCommand::AtMark,
+            WitIoctl::SioSetQos(qos) => IoctlCommand::SetQos(qos_request(&qos)),
+            WitIoctl::SioGetQos => IoctlCommand::GetQos,
         };
         Ok(match self.ctx.provider.wsp_ioctl(s, command)? {
             IoctlReply::None => IoctlResult::None,
             IoctlReply::Bytes(n) => IoctlResult::Bytes(n),
             IoctlReply::Flag(on) => IoctlResult::Flag(on),
+            IoctlReply::Qos(qos) => IoctlResult::Qos(wit_qos(&qos)),
         })
     }
 

@@ -11,7 +11,7 @@ use crate::bindings::types::{
 use crate::error::WsaError;
 use crate::net::catalog::{ProtocolEntry, ProtocolInfoArg, ServiceFlags, SocketFlags};
 use crate::net::select::FdEvents;
-use crate::net::{MsgFlags, QosRequest, ServiceType};
+use crate::net::{Flowspec, MsgFlags, Qos, ServiceType};
 
 impl types::Host for WaspCtxView<'_> {}
 
@@ -249,8 +249,9 @@ pub fn protocol_info(entry: &ProtocolEntry) -> ProtocolInfo {
     }
 }
 
-/// The part of a WIT QoS that wasp looks at: the service of each direction.
-pub fn qos_request(qos: &types::Qos) -> QosRequest {
+/// A WIT QoS as the mechanism takes it (provider-specific bytes, which
+/// wasp defines none of, are ignored).
+pub fn qos_request(qos: &types::Qos) -> Qos {
     let service = |t: types::ServiceType| match t {
         types::ServiceType::NoTraffic => ServiceType::NoTraffic,
         types::ServiceType::BestEffort => ServiceType::BestEffort,
@@ -258,8 +259,44 @@ pub fn qos_request(qos: &types::Qos) -> QosRequest {
         types::ServiceType::Guaranteed => ServiceType::Guaranteed,
         types::ServiceType::NotSpecified => ServiceType::NotSpecified,
     };
-    QosRequest {
-        sending: service(qos.sending.service_type),
-        receiving: service(qos.receiving.service_type),
+    let flow = |f: &types::Flowspec| Flowspec {
+        token_rate: f.token_rate,
+        token_bucket_size: f.token_bucket_size,
+        peak_bandwidth: f.peak_bandwidth,
+        latency: f.latency,
+        delay_variation: f.delay_variation,
+        service_type: service(f.service_type),
+        max_sdu_size: f.max_sdu_size,
+        minimum_policed_size: f.minimum_policed_size,
+    };
+    Qos {
+        sending: flow(&qos.sending),
+        receiving: flow(&qos.receiving),
+    }
+}
+
+/// The WIT form of a QoS (SIO_GET_QOS).
+pub fn wit_qos(qos: &Qos) -> types::Qos {
+    let service = |t: ServiceType| match t {
+        ServiceType::NoTraffic => types::ServiceType::NoTraffic,
+        ServiceType::BestEffort => types::ServiceType::BestEffort,
+        ServiceType::ControlledLoad => types::ServiceType::ControlledLoad,
+        ServiceType::Guaranteed => types::ServiceType::Guaranteed,
+        ServiceType::NotSpecified => types::ServiceType::NotSpecified,
+    };
+    let flow = |f: &Flowspec| types::Flowspec {
+        token_rate: f.token_rate,
+        token_bucket_size: f.token_bucket_size,
+        peak_bandwidth: f.peak_bandwidth,
+        latency: f.latency,
+        delay_variation: f.delay_variation,
+        service_type: service(f.service_type),
+        max_sdu_size: f.max_sdu_size,
+        minimum_policed_size: f.minimum_policed_size,
+    };
+    types::Qos {
+        sending: flow(&qos.sending),
+        receiving: flow(&qos.receiving),
+        provider_specific: Vec::new(),
     }
 }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod gate;
 pub mod overlapped;
 pub mod provider;
+pub mod qos;
 pub mod queue;
 mod reactor;
 pub mod rooted;
@@ -15,8 +16,6 @@ pub mod select;
 pub mod socket;
 mod sys;
 
-pub use provider::{
-    IoctlCommand, IoctlReply, JoinRole, OptName, OptValue, Provider, QosRequest, ServiceType,
-    ShutdownHow,
-};
+pub use provider::{IoctlCommand, IoctlReply, JoinRole, OptName, OptValue, Provider, ShutdownHow};
+pub use qos::{Flowspec, Qos, ServiceType};
 pub use socket::MsgFlags;

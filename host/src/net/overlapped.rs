@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::gate::{DatagramFilter, OverlappedHold};
+use super::qos::Shaper;
 use super::queue::{Completion, Message, MessageQueue};
 use super::select::{FdEvents, Notice};
 use super::socket::{datagram_recv_once, datagram_send_once, stream_recv_once, stream_send_once};
@@ -79,6 +80,8 @@ pub(crate) enum Operation {
         to: Option<SocketAddr>,
         /// `MSG_*` flags of the system call.
         native_flags: i32,
+        /// The socket's flow, which the send keeps to (SPEC JL-8).
+        shaper: Option<Arc<Shaper>>,
     },
     /// Receives at most `max_len` bytes.
     Recv {
@@ -389,6 +392,8 @@ enum Step {
     Idle,
     /// The head made progress or completed: look again at once.
     Progress,
+    /// The socket's flow has no tokens for the head: look again then.
+    Throttled(std::time::Duration),
 }
 
 /// A lane's task: finishes its operations in order, each with one
@@ -410,8 +415,10 @@ async fn run_lane(shared: Arc<Shared>, lane: Lane, native: Native) {
                     .await
             }
         };
-        if let Ok(Step::Idle) = step {
-            return;
+        match step {
+            Ok(Step::Idle) => return,
+            Ok(Step::Throttled(delay)) => tokio::time::sleep(delay).await,
+            Ok(Step::Progress) | Err(_) => {}
         }
     }
 }
@@ -434,13 +441,35 @@ fn step(shared: &Shared, lane: Lane, native: &Native) -> io::Result<Step> {
                 sent,
                 to,
                 native_flags,
+                shaper,
             },
             _,
         ) => {
+            let rest = data.len() - *sent;
+            let shaper = shaper.as_ref();
+            let grant = match (shaper, native) {
+                (None, _) => rest,
+                (Some(shaper), Native::Stream(_)) => shaper.take(rest),
+                (Some(shaper), Native::Datagram(..)) => match shaper.admit_datagram(rest) {
+                    true => rest,
+                    false => 0,
+                },
+            };
+            if grant == 0
+                && rest > 0
+                && let Some(shaper) = shaper
+            {
+                return Ok(Step::Throttled(shaper.wait_for(rest)));
+            }
             let result = match native {
-                Native::Stream(stream) => stream_send_once(stream, &data[*sent..], *native_flags),
+                Native::Stream(stream) => {
+                    stream_send_once(stream, &data[*sent..*sent + grant], *native_flags)
+                }
                 Native::Datagram(udp, _) => datagram_send_once(udp, data, *to),
             };
+            if let Some(shaper) = shaper {
+                shaper.refund(grant - result.as_ref().map_or(0, |n| (*n).min(grant)));
+            }
             match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                 Err(e) => Some(Err(WsaError::from(e))),

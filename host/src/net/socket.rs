@@ -26,6 +26,7 @@ use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
 use super::engine::{EventLink, Watched};
 use super::gate::{DatagramFilter, Gate, SocketSlot};
 use super::overlapped::{Native, Overlapped};
+use super::qos::{Qos, Shaper};
 use super::reactor::{Reactor, Watch};
 use super::rooted::{JoinCell, Rooted};
 use super::select::Input;
@@ -177,6 +178,11 @@ pub struct Socket {
     pending_error: Option<WsaError>,
     /// Its overlapped operations (SPEC SE-7..SE-11).
     pub(crate) overlapped: Overlapped,
+    /// Its quality of service as set (SIO_SET_QOS, JL-8).
+    pub qos: Qos,
+    /// What holds its sends to its sending flow and to the policy's
+    /// `max-send-rate`, if anything does.
+    pub(crate) shaper: Option<Arc<Shaper>>,
 }
 
 fn domain(family: Family) -> Domain {
@@ -255,6 +261,9 @@ impl Socket {
         gate: Arc<Gate>,
         reactor: Arc<Reactor>,
     ) -> Self {
+        let shaper = Qos::default()
+            .shaping(gate.policy().limits().max_send_rate)
+            .map(|(rate, size)| Shaper::new(rate, size));
         Self {
             slot: Some(gate.slot()),
             gate,
@@ -277,6 +286,8 @@ impl Socket {
             recv_shut: false,
             pending_error: None,
             overlapped: Overlapped::new(0),
+            qos: Qos::default(),
+            shaper,
         }
     }
 
@@ -640,6 +651,19 @@ impl Socket {
             State::Datagram(s) => s.peer_addr().ok(),
             _ => None,
         }
+    }
+
+    /// SIO_SET_QOS and the sending QoS of WSPJoinLeaf (SPEC JL-8): the
+    /// socket's sends are shaped to `qos` from now on; what wasp cannot
+    /// meet is WSAEOPNOTSUPP and changes nothing.
+    pub fn set_qos(&mut self, qos: Qos) -> Result<(), WsaError> {
+        let ceiling = self.gate.policy().limits().max_send_rate;
+        qos.check(ceiling)?;
+        self.shaper = qos
+            .shaping(ceiling)
+            .map(|(rate, size)| Shaper::new(rate, size));
+        self.qos = qos;
+        Ok(())
     }
 
     /// Whether the socket takes overlapped operations (SPEC SO-3, SE-6:

@@ -83,6 +83,7 @@ struct LimitsFile {
     max_socket_buffer_bytes: Option<u64>,
     max_overlapped_operations: Option<u32>,
     max_overlapped_bytes: Option<u64>,
+    max_send_rate: Option<u32>,
     max_cpu_seconds: Option<Seconds>,
     max_wall_seconds: Option<Seconds>,
     max_cpu_share: Option<Bounded<MaxCpuShare>>,
@@ -107,6 +108,7 @@ impl LimitsFile {
             max_overlapped_bytes: self
                 .max_overlapped_bytes
                 .unwrap_or(defaults.max_overlapped_bytes),
+            max_send_rate: self.max_send_rate.or(defaults.max_send_rate),
             max_cpu_time: self.max_cpu_seconds.map(|s| s.0).or(defaults.max_cpu_time),
             max_wall_time: self
                 .max_wall_seconds
@@ -794,6 +796,7 @@ mod tests {
             max-socket-buffer-bytes = 1000000
             max-overlapped-operations = 3
             max-overlapped-bytes = 4096
+            max-send-rate = 125000
             max-cpu-seconds = 1.5
             max-wall-seconds = 60
             max-cpu-share = 50
@@ -810,6 +813,7 @@ mod tests {
                 max_socket_buffer_bytes: 1_000_000,
                 max_overlapped_operations: 3,
                 max_overlapped_bytes: 4096,
+                max_send_rate: Some(125_000),
                 max_cpu_time: Some(std::time::Duration::from_millis(1500)),
                 max_wall_time: Some(std::time::Duration::from_secs(60)),
                 max_cpu_share: Some(50),

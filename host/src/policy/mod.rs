@@ -247,6 +247,9 @@ pub struct Limits {
     /// pending sends have not sent yet, and the room of pending receives
     /// and of received bytes not yet handed over; beyond it `WSAENOBUFS`.
     pub max_overlapped_bytes: u64,
+    /// Bytes per second each socket may send (SPEC JL-8: a sending flow
+    /// above it cannot be met); `None` for no ceiling.
+    pub max_send_rate: Option<u32>,
     /// Total CPU time the guest may use; past it the guest is stopped.
     pub max_cpu_time: Option<std::time::Duration>,
     /// Wall-clock time the guest may run; past it the guest is stopped.
@@ -269,6 +272,7 @@ impl Default for Limits {
             max_socket_buffer_bytes: DEFAULT_MAX_SOCKET_BUFFER_BYTES,
             max_overlapped_operations: DEFAULT_MAX_OVERLAPPED_OPERATIONS,
             max_overlapped_bytes: DEFAULT_MAX_OVERLAPPED_BYTES,
+            max_send_rate: None,
             max_cpu_time: None,
             max_wall_time: None,
             max_cpu_share: None,
@@ -611,6 +615,12 @@ impl PolicyBuilder {
     /// Sets the bytes the host may hold for overlapped operations.
     pub fn max_overlapped_bytes(mut self, max: u64) -> Self {
         self.policy.limits.max_overlapped_bytes = max;
+        self
+    }
+
+    /// Sets the bytes per second each socket may send.
+    pub fn max_send_rate(mut self, rate: u32) -> Self {
+        self.policy.limits.max_send_rate = Some(rate);
         self
     }
 

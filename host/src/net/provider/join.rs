@@ -13,43 +13,6 @@ pub enum JoinRole {
     Both,
 }
 
-/// The service asked for in one direction of a flow specification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServiceType {
-    /// No traffic in this direction.
-    NoTraffic,
-    /// Best effort.
-    BestEffort,
-    /// Controlled load.
-    ControlledLoad,
-    /// Guaranteed service.
-    Guaranteed,
-    /// Not specified.
-    NotSpecified,
-}
-
-/// A sending QoS request (`lpSQOS`), as far as wasp looks at it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QosRequest {
-    /// The sending direction's service.
-    pub sending: ServiceType,
-    /// The receiving direction's service.
-    pub receiving: ServiceType,
-}
-
-impl QosRequest {
-    /// Whether wasp can meet it: it offers best effort only (SPEC JL-8).
-    pub fn can_be_met(&self) -> bool {
-        let best_effort = |t| {
-            matches!(
-                t,
-                ServiceType::NoTraffic | ServiceType::BestEffort | ServiceType::NotSpecified
-            )
-        };
-        best_effort(self.sending) && best_effort(self.receiving)
-    }
-}
-
 /// SPEC JL-1: binds receiving leaf `s` implicitly to its group's address
 /// and port, beside the guest's own datagram sockets already bound to that
 /// port (on the wildcard, as Windows lets a specific bind sit beside a
@@ -99,13 +62,14 @@ impl Provider {
         name: SocketAddr,
         caller_data: Option<&[u8]>,
         callee_capacity: u32,
-        sqos: Option<QosRequest>,
+        sqos: Option<Qos>,
         role: JoinRole,
     ) -> Result<(u32, Vec<u8>), WsaError> {
         use super::catalog::SocketFlags as F;
         if self.socket(s)?.entry.is_rooted() {
-            if sqos.is_some_and(|q| !q.can_be_met()) {
-                return Err(WsaError::OpNotSupp);
+            // JL-8: the sending QoS replaces any earlier SIO_SET_QOS.
+            if let Some(qos) = sqos {
+                self.socket(s)?.set_qos(qos)?;
             }
             let caller_data = caller_data.unwrap_or_default().to_vec();
             return self
@@ -132,9 +96,10 @@ impl Provider {
         if caller_data.is_some_and(|d| !d.is_empty()) {
             return Err(WsaError::ProtoNoSupport);
         }
-        // JL-8: only best effort can be met.
-        if sqos.is_some_and(|q| !q.can_be_met()) {
-            return Err(WsaError::OpNotSupp);
+        // JL-8: the sending QoS replaces any earlier SIO_SET_QOS; what
+        // wasp cannot meet is WSAEOPNOTSUPP.
+        if let Some(qos) = sqos {
+            sock.set_qos(qos)?;
         }
         let grant = guard.check_multicast(name)?;
         let receives = role != JoinRole::SenderOnly;

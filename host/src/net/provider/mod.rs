@@ -13,7 +13,7 @@ mod options;
 mod transfer;
 
 pub use connection::ShutdownHow;
-pub use join::{JoinRole, QosRequest, ServiceType};
+pub use join::JoinRole;
 pub use options::{IoctlCommand, IoctlReply, OptName, OptValue};
 
 use std::collections::HashMap;
@@ -25,6 +25,7 @@ use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::{EventLink, Remains};
 use super::gate::{DenialCounts, DeniedBy, Gate};
 use super::overlapped::{Operation, Overlapped, OverlappedArg, OverlappedOutcome};
+use super::qos::Qos;
 use super::queue::MessageQueue;
 use super::reactor::Reactor;
 use super::rooted::{self, JoinCell, Rooted};

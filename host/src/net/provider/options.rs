@@ -11,6 +11,10 @@ pub enum IoctlCommand {
     BytesReadable,
     /// SIOCATMARK.
     AtMark,
+    /// SIO_SET_QOS (SPEC JL-8).
+    SetQos(Qos),
+    /// SIO_GET_QOS.
+    GetQos,
 }
 
 /// The answer of a `WSPIoctl` command.
@@ -22,6 +26,8 @@ pub enum IoctlReply {
     Bytes(u32),
     /// A truth value.
     Flag(bool),
+    /// A quality of service.
+    Qos(Qos),
 }
 
 /// A socket option name (`WSPGetSockOpt`).
@@ -132,6 +138,16 @@ impl Provider {
                 sock.bytes_readable().map(IoctlReply::Bytes)
             }
             IoctlCommand::AtMark => sock.at_mark().map(IoctlReply::Flag),
+            IoctlCommand::SetQos(qos) => sock.set_qos(qos).map(|()| IoctlReply::None),
+            IoctlCommand::GetQos => {
+                let mut qos = sock.qos;
+                if let Some(shaper) = &sock.shaper
+                    && qos.sending.token_rate > shaper.rate()
+                {
+                    qos.sending.token_rate = shaper.rate();
+                }
+                Ok(IoctlReply::Qos(qos))
+            }
         }
     }
 

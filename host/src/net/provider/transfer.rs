@@ -6,14 +6,34 @@ use super::*;
 use crate::net::socket::recv_flags;
 
 /// SPEC AS-9, AS-10, AS-15: any send re-enables FD_WRITE; one that would
-/// block makes FD_WRITE owed for when room comes back.
+/// block makes FD_WRITE owed for when room comes back. When the socket's
+/// flow ran out of tokens, room comes back with the tokens: FD_WRITE is
+/// owed from then (one wake-up arranged per socket, however many sends
+/// were refused).
 fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
-    sock.link.sent(result == Err(WsaError::WouldBlock));
+    let would_block = result == Err(WsaError::WouldBlock);
+    match &sock.shaper {
+        Some(shaper) if would_block && shaper.is_empty() => {
+            sock.link.sent(false);
+            if let Some(delay) = shaper.arm_wake() {
+                let (link, shaper) = (sock.link.clone(), shaper.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    shaper.woke();
+                    link.feed(Input::SendWouldBlock);
+                });
+            }
+        }
+        _ => sock.link.sent(would_block),
+    }
     result
 }
 
 /// One send that does not wait for overlapped sends before it: the stream
-/// or the connected peer, or the datagram's destination `to`.
+/// or the connected peer, or the datagram's destination `to`, within the
+/// socket's flow (SPEC JL-8). A datagram goes whole when the flow allows;
+/// a stream takes what the flow allows (with `wait`, all of it, waiting
+/// for tokens: only this guest waits).
 async fn send_now(
     sock: &mut Socket,
     data: &[u8],
@@ -21,9 +41,55 @@ async fn send_now(
     to: Option<SocketAddr>,
     wait: bool,
 ) -> Result<u32, WsaError> {
-    match sock.entry.kind {
-        SocketKind::Stream => sock.send_stream(data, flags, wait).await,
-        SocketKind::Datagram => sock.send_datagram(data, to, wait).await,
+    let Some(shaper) = sock.shaper.clone() else {
+        return match sock.entry.kind {
+            SocketKind::Stream => sock.send_stream(data, flags, wait).await,
+            SocketKind::Datagram => sock.send_datagram(data, to, wait).await,
+        };
+    };
+    if sock.entry.kind == SocketKind::Datagram {
+        while !shaper.admit_datagram(data.len()) {
+            if !wait {
+                return Err(WsaError::WouldBlock);
+            }
+            tokio::time::sleep(shaper.wait_for(data.len())).await;
+        }
+        let result = sock.send_datagram(data, to, wait).await;
+        if result.is_err() {
+            shaper.refund(data.len());
+        }
+        return result;
+    }
+    let mut sent = 0;
+    loop {
+        let grant = shaper.take(data.len() - sent);
+        if grant == 0 && sent < data.len() {
+            if !wait {
+                return if sent > 0 {
+                    Ok(sent as u32)
+                } else {
+                    Err(WsaError::WouldBlock)
+                };
+            }
+            tokio::time::sleep(shaper.wait_for(data.len() - sent)).await;
+            continue;
+        }
+        match sock
+            .send_stream(&data[sent..sent + grant], flags, wait)
+            .await
+        {
+            Ok(n) => {
+                shaper.refund(grant - n as usize);
+                sent += n as usize;
+            }
+            Err(e) => {
+                shaper.refund(grant);
+                return if sent > 0 { Ok(sent as u32) } else { Err(e) };
+            }
+        }
+        if sent == data.len() || !wait {
+            return Ok(sent as u32);
+        }
     }
 }
 
@@ -74,6 +140,7 @@ async fn send_in_order(
         sent,
         to,
         native_flags,
+        shaper: sock.shaper.clone(),
     };
     Err(sock.overlapped.pend(ticket, operation, native))
 }

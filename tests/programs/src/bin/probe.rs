@@ -267,7 +267,7 @@ impl Probe {
             }
             "close" => Ok(wsp::wsp_close_socket(self.sock(arg(1))).map(|()| String::new())?),
             "nonblock" => {
-                wsp::wsp_ioctl(self.sock(arg(1)), IoctlCommand::Fionbio(on(arg(2))))?;
+                wsp::wsp_ioctl(self.sock(arg(1)), &IoctlCommand::Fionbio(on(arg(2))))?;
                 Ok(String::new())
             }
             "fionread" | "atmark" => {
@@ -276,10 +276,10 @@ impl Probe {
                 } else {
                     IoctlCommand::Siocatmark
                 };
-                Ok(match wsp::wsp_ioctl(self.sock(arg(1)), command)? {
+                Ok(match wsp::wsp_ioctl(self.sock(arg(1)), &command)? {
                     IoctlResult::Bytes(n) => n.to_string(),
                     IoctlResult::Flag(f) => f.to_string(),
-                    IoctlResult::None => String::new(),
+                    IoctlResult::None | IoctlResult::Qos(_) => String::new(),
                 })
             }
             // setopt S NAME VALUE
@@ -362,6 +362,51 @@ impl Probe {
                 Ok(line)
             }
             "denial" => Ok(wsp::last_denial().unwrap_or_else(|| "none".into())),
+            // qos S set RATE BUCKET [SERVICE]: SIO_SET_QOS of a sending flow;
+            // qos S get: SIO_GET_QOS as `rate=R bucket=B service=S`
+            "qos" => {
+                use wasp_guest::raw::types::{Flowspec, Qos, ServiceType};
+                let s = self.sock(arg(1));
+                if arg(2) == "get" {
+                    return match wsp::wsp_ioctl(s, &IoctlCommand::SioGetQos)? {
+                        wasp_guest::IoctlResult::Qos(q) => Ok(format!(
+                            "rate={} bucket={} service={:?}",
+                            q.sending.token_rate,
+                            q.sending.token_bucket_size,
+                            q.sending.service_type
+                        )),
+                        other => Ok(format!("{other:?}")),
+                    };
+                }
+                let service_type = match arg(5) {
+                    "guaranteed" => ServiceType::Guaranteed,
+                    "best-effort" => ServiceType::BestEffort,
+                    _ => ServiceType::ControlledLoad,
+                };
+                let sending = Flowspec {
+                    token_rate: arg(3).parse().expect("rate"),
+                    token_bucket_size: arg(4).parse().expect("bucket"),
+                    peak_bandwidth: 0,
+                    latency: 0,
+                    delay_variation: 0,
+                    service_type,
+                    max_sdu_size: 0,
+                    minimum_policed_size: 0,
+                };
+                let receiving = Flowspec {
+                    service_type: ServiceType::BestEffort,
+                    token_rate: 0,
+                    token_bucket_size: 0,
+                    ..sending
+                };
+                let qos = Qos {
+                    sending,
+                    receiving,
+                    provider_specific: Vec::new(),
+                };
+                wsp::wsp_ioctl(s, &IoctlCommand::SioSetQos(qos))?;
+                Ok(String::new())
+            }
             // protocols [PROTO,...]: catalogue ids
             "protocols" => {
                 let filter: Option<Vec<i32>> = w
@@ -634,7 +679,7 @@ impl Probe {
                 let to = to_wit(self.addr(arg(2)));
                 let times: usize = arg(5).parse().expect("count");
                 let pause = MessageQueue::new(1);
-                wsp::wsp_ioctl(s, IoctlCommand::Fionbio(true))?;
+                wsp::wsp_ioctl(s, &IoctlCommand::Fionbio(true))?;
                 for attempt in 1..=times {
                     let data = payload(arg(3));
                     let length = [data.len() as u32];
