@@ -28,6 +28,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use error::WsaError;
+pub use net::gate::PolicyHandle;
 pub use policy::{Denial, NetUse, Policy, PolicyBuilder, PolicyError, Transport};
 
 /// The wasp state of one guest: its sockets and the policy they live under.
@@ -42,8 +43,14 @@ impl WaspCtx {
     /// A context for one guest under `policy`; `label` names the guest in
     /// log lines (for example the plugin's file name).
     pub fn new(policy: Arc<Policy>, label: impl Into<Arc<str>>) -> Self {
+        Self::with_policy(PolicyHandle::new(policy), label)
+    }
+
+    /// A context for one guest whose policy `handle` may replace while it
+    /// runs (SPEC AS-24, AS-25: the guest's sockets are told).
+    pub fn with_policy(handle: PolicyHandle, label: impl Into<Arc<str>>) -> Self {
         Self {
-            provider: net::Provider::new(policy, label),
+            provider: net::Provider::with_policy(handle, label),
             open_queues: 0,
             pollables: Arc::default(),
         }

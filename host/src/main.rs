@@ -15,6 +15,9 @@
 //! | 5 | the plugin went over its CPU time limit |
 //! | 6 | the plugin went over its wall-clock time limit |
 //! | 7 | the plugin went over its CPU share limit |
+//!
+//! SIGHUP reloads the policy file into the running plugin (SPEC AS-24,
+//! AS-25).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,8 +26,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use wasp_host::Policy;
 use wasp_host::run::{GuestOptions, GuestStopped, InstantiationFailed, PluginHost};
+use wasp_host::{Policy, PolicyHandle};
 
 /// How `wasp run` ends, for `--help`.
 const EXIT_STATUS_HELP: &str = "\
@@ -34,7 +37,11 @@ Exit status: the plugin's own when it ends by itself (0 for success); otherwise:
   4  memory limit (--memory-mib) exceeded
   5  CPU time limit exceeded
   6  wall-clock time limit exceeded
-  7  CPU share limit exceeded";
+  7  CPU share limit exceeded
+
+SIGHUP reloads the policy file into the running plugin (its sockets get FD_QOS
+where their send rate changed, FD_ADDRESS_LIST_CHANGE where armed); a file
+that does not parse is reported and the policy in force is kept.";
 
 /// wasp: run untrusted WebAssembly network plugins behind a Winsock-style
 /// socket provider and a deny-by-default capability policy.
@@ -173,7 +180,8 @@ fn run(
     flags: LimitFlags,
     args: Vec<String>,
 ) -> Result<i32, Failure> {
-    let policy = Arc::new(Policy::from_file(&policy).map_err(|e| Failure::Setup(e.into()))?);
+    let policy_path = policy;
+    let policy = Arc::new(Policy::from_file(&policy_path).map_err(|e| Failure::Setup(e.into()))?);
     // One plugin, one thread: the guest, its reactor (turned inline by its
     // queue calls) and the tasks beside it (admission, rooted joins,
     // lingering closes) share it, so an event wakes no other thread.
@@ -195,6 +203,22 @@ fn run(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
     let mut options = GuestOptions::new(name, policy);
+    // SIGHUP reloads the policy file into the running plugin (caught from
+    // here on: a SIGHUP during the start does not end wasp).
+    let hangups = {
+        let _runtime = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
+    match hangups {
+        Ok(hangups) => {
+            runtime.spawn(reload_on_hangup(
+                hangups,
+                policy_path,
+                options.policy.clone(),
+            ));
+        }
+        Err(e) => eprintln!("wasp: warning: SIGHUP cannot be caught ({e}): no policy reload"),
+    }
     options.args = args;
     options.memory_limit = flags.memory_mib.saturating_mul(1 << 20);
     let limits = &mut options.time_limits;
@@ -206,4 +230,27 @@ fn run(
     // wait for it past a moment.
     runtime.shutdown_timeout(Duration::from_millis(500));
     result.map_err(Failure::Run)
+}
+
+/// Reloads the policy file on each SIGHUP and replaces the running
+/// plugin's policy with it (its sockets are told: FD_QOS, and
+/// FD_ADDRESS_LIST_CHANGE where armed); a file that does not parse is
+/// reported and the policy in force is kept.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    path: PathBuf,
+    live: PolicyHandle,
+) {
+    while hangups.recv().await.is_some() {
+        match Policy::from_file(&path) {
+            Ok(policy) => {
+                live.replace(Arc::new(policy));
+                eprintln!("wasp: policy reloaded from {}", path.display());
+            }
+            Err(e) => eprintln!(
+                "wasp: error: policy reload from {} failed, keeping the policy in force: {e}",
+                path.display()
+            ),
+        }
+    }
 }

@@ -34,7 +34,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::policy::{CPU_SHARE_WINDOW, Limits};
-use crate::{Policy, WaspCtx, WaspCtxView, WaspView};
+use crate::{Policy, PolicyHandle, WaspCtx, WaspCtxView, WaspView};
 
 /// Default memory ceiling of one guest: all its linear memories and table
 /// elements together.
@@ -267,8 +267,9 @@ pub enum Stdio {
 /// How to run one plugin.
 #[derive(Clone)]
 pub struct GuestOptions {
-    /// Its capabilities.
-    pub policy: Arc<Policy>,
+    /// Its capabilities: keep a clone of the handle to replace them while
+    /// the plugin runs ([`PolicyHandle::replace`]).
+    pub policy: PolicyHandle,
     /// Its name in logs (and `argv[0]`).
     pub name: String,
     /// Its arguments after `argv[0]`.
@@ -294,7 +295,7 @@ impl GuestOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             stdio: Stdio::Inherit,
             time_limits: TimeLimits::from(policy.limits()),
-            policy,
+            policy: PolicyHandle::new(policy),
         }
     }
 }
@@ -426,7 +427,7 @@ impl PluginHost {
                 wasi.stdout(stdout.clone()).stderr(stderr.clone());
             }
         }
-        let mut wasp = WaspCtx::new(options.policy.clone(), options.name.as_str());
+        let mut wasp = WaspCtx::with_policy(options.policy.clone(), options.name.as_str());
         // No receive may ask the host for more than the guest can hold.
         wasp.set_memory_limit(options.memory_limit);
         let state = GuestState {

@@ -537,3 +537,77 @@ fn an_idle_plugin_with_1000_registered_sockets_wakes_no_thread() {
     assert!(output.status.success(), "{rest:?}");
     assert!(woke < 20, "{woke} context switches in one idle second");
 }
+
+#[test]
+fn as_24_sighup_reloads_the_policy_file_into_the_running_plugin() {
+    // The probe registers FD_QOS on a flow of 50,000 B/s and waits; the
+    // policy file is rewritten with a lower max-send-rate and wasp gets
+    // SIGHUP: the plugin receives FD_QOS and sees the lowered rate. A
+    // policy file that does not parse is reported and changes nothing.
+    let before = crate::common::LOOPBACK.to_string();
+    let path = policy_file("sighup", &before);
+    let mut child = wasp_run("probe", &path)
+        .arg("--")
+        .args([
+            "queue 8",
+            "socket 2 2 17",
+            "bind s0 127.0.0.1:0",
+            "qos s0 set 50000 5000",
+            "select s0 q0 9 qos",
+            "get q0 30000",
+            "qos s0 get",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let hangup = |child: &Child| {
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) with a child's pid and a signal number.
+        #[allow(unsafe_code)]
+        let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(sent, 0);
+    };
+    let mut line = String::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < deadline, "the probe never waited");
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "stderr ended");
+        if line.trim() == "> get q0 30000" {
+            break;
+        }
+    }
+    std::fs::write(&path, "this is not a policy").unwrap();
+    hangup(&child);
+    loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "stderr ended");
+        if line.contains("policy reload") {
+            assert!(line.contains("keeping the policy in force"), "{line}");
+            break;
+        }
+    }
+    std::fs::write(
+        &path,
+        format!("{before}\n[limits]\nmax-send-rate = 10000\n"),
+    )
+    .unwrap();
+    hangup(&child);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let output = finish(child);
+    assert!(output.status.success(), "{rest}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[5..],
+        [
+            "ok msg=9 s=s0 event=qos error=none lparam=0x40",
+            "ok rate=10000 bucket=5000 service=ServiceType::ControlledLoad",
+        ],
+        "{stdout}\n{rest}"
+    );
+    assert!(rest.contains("policy reloaded"), "{rest}");
+}

@@ -181,3 +181,131 @@ fn jl_8_an_overlapped_stream_keeps_to_its_flow() {
     assert!(elapsed >= Duration::from_millis(280), "sent in {elapsed:?}");
     assert_eq!(reader.join().unwrap(), 40_000);
 }
+
+/// Runs the probe with `script` under `before`; once its stderr shows
+/// that it is in the command `waiting_in`, replaces its policy with
+/// `after` through the embedder's handle. Returns the probe's lines.
+fn probe_replacing_policy(
+    before: &str,
+    after: &str,
+    script: &[&str],
+    waiting_in: &str,
+) -> Vec<String> {
+    use std::sync::Arc;
+    use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+    use wasp_host::run::{GuestOptions, Stdio};
+
+    let component = crate::common::component("probe");
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let stderr = MemoryOutputPipe::new(1 << 20);
+    let mut options = GuestOptions::new("probe", Arc::new(policy(before)));
+    options.args = script.iter().map(|a| a.to_string()).collect();
+    options.stdio = Stdio::Capture {
+        stdout: stdout.clone(),
+        stderr: stderr.clone(),
+    };
+    let live = options.policy.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let guest = runtime.spawn(async move { crate::common::host().run(&component, options).await });
+    let marker = format!("> {waiting_in}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&stderr.contents()).contains(&marker) {
+        assert!(
+            Instant::now() < deadline,
+            "the probe never reached `{waiting_in}`"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    live.replace(Arc::new(policy(after)));
+    let status = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), guest).await })
+        .expect("the probe finishes")
+        .expect("the probe task")
+        .expect("the probe runs");
+    assert_eq!(status, 0, "{}", String::from_utf8_lossy(&stderr.contents()));
+    String::from_utf8_lossy(&stdout.contents())
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn as_24_a_policy_replaced_while_the_guest_runs_posts_fd_qos_and_fd_address_list_change() {
+    // The operator lowers the guest's send rate below its flow's and
+    // takes an address from its bind grants: FD_QOS (the socket is held
+    // to the new rate) and FD_ADDRESS_LIST_CHANGE (armed by the ioctl) are
+    // posted once each; SIO_GET_QOS shows the lowered rate and re-arms
+    // FD_QOS, but no new change means no new message.
+    let lowered = LOOPBACK.replace(
+        r#"bind = [{ addr = "127.0.0.0/8" }, "#,
+        r#"bind = [{ addr = "127.0.0.1" }, "#,
+    ) + "\n[limits]\nmax-send-rate = 10000\n";
+    assert_ne!(lowered, LOOPBACK);
+    let lines = probe_replacing_policy(
+        LOOPBACK,
+        &lowered,
+        &[
+            "queue 8",
+            "socket 2 2 17",
+            "bind s0 127.0.0.1:0",
+            "qos s0 set 50000 5000",
+            "select s0 q0 9 qos address-list-change",
+            "addrlist s0",
+            "qlen q0",
+            "get q0 30000",
+            "get q0 30000",
+            "qos s0 get",
+            "get q0 300",
+        ],
+        "get q0 30000",
+    );
+    assert_eq!(lines[6], "ok 0", "nothing before the change: {lines:?}");
+    let mut changes = vec![lines[7].clone(), lines[8].clone()];
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            "ok msg=9 s=s0 event=address-list-change error=none lparam=0x200",
+            "ok msg=9 s=s0 event=qos error=none lparam=0x40",
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[9], "ok rate=10000 bucket=5000 service=ServiceType::ControlledLoad",
+        "{lines:?}"
+    );
+    assert_eq!(lines[10], "ok none", "one message per change: {lines:?}");
+}
+
+#[test]
+fn as_13_an_unarmed_address_list_change_and_an_unchanged_rate_post_nothing() {
+    // Without SIO_ADDRESS_LIST_CHANGE nothing is posted for the address
+    // list; a flow below the new ceiling is not changed, so no FD_QOS.
+    let lowered = LOOPBACK.replace(
+        r#"bind = [{ addr = "127.0.0.0/8" }, "#,
+        r#"bind = [{ addr = "127.0.0.1" }, "#,
+    ) + "\n[limits]\nmax-send-rate = 100000\n";
+    let lines = probe_replacing_policy(
+        LOOPBACK,
+        &lowered,
+        &[
+            "queue 8",
+            "socket 2 2 17",
+            "bind s0 127.0.0.1:0",
+            "qos s0 set 50000 5000",
+            "select s0 q0 9 qos address-list-change",
+            "get q0 1000",
+            "qos s0 get",
+        ],
+        "get q0 1000",
+    );
+    assert_eq!(lines[5], "ok none", "{lines:?}");
+    assert_eq!(
+        lines[6], "ok rate=50000 bucket=5000 service=ServiceType::ControlledLoad",
+        "{lines:?}"
+    );
+}

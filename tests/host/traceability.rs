@@ -25,12 +25,10 @@ const NOT_OFFERED: &[(&str, &str)] = &[
         "WSPSelect is not part of the interface; join completion is reported by WSPAsyncSelect (JL-5)",
     ),
     (
-        "AS-24",
-        "no QoS is negotiated (best effort only), so FD_QOS never fires",
-    ),
-    (
         "AS-25",
-        "routing-interface and address-list changes are not delivered yet",
+        "FD_ROUTING_INTERFACE_CHANGE is not delivered yet (no route monitoring); \
+         FD_ADDRESS_LIST_CHANGE is, on a policy change \
+         (qos::as_24_a_policy_replaced_while_the_guest_runs_...)",
     ),
 ];
 

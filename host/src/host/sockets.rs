@@ -169,6 +169,7 @@ impl Host for WaspCtxView<'_> {
             WitIoctl::Siocatmark => IoctlCommand::AtMark,
             WitIoctl::SioSetQos(qos) => IoctlCommand::SetQos(qos_request(&qos)),
             WitIoctl::SioGetQos => IoctlCommand::GetQos,
+            WitIoctl::SioAddressListChange => IoctlCommand::AddressListChange,
         };
         Ok(match self.ctx.provider.wsp_ioctl(s, command)? {
             IoctlReply::None => IoctlResult::None,

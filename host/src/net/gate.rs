@@ -14,9 +14,86 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+use arc_swap::ArcSwap;
+use arc_swap::Guard as PolicyGuard;
+
+use super::engine::EventLink;
+use super::qos::Flow;
+use super::select::{FdEvents, Input};
 use super::socket::Membership;
 use crate::error::WsaError;
 use crate::policy::{Denial, MulticastGrant, NetUse, Policy};
+
+/// A guest's policy that can be replaced while the guest runs: by an
+/// embedder, or by the CLI when its policy file is reloaded (SIGHUP).
+/// Every later check uses the new policy; the guest's sockets are told
+/// what changed for them: FD_QOS where the send rate they are held to
+/// changed (SPEC AS-12, AS-24), FD_ADDRESS_LIST_CHANGE where the guest
+/// armed it and the addresses it may bind changed (AS-13, AS-25).
+/// Time limits (CPU, wall clock) stay those the guest started with.
+#[derive(Clone)]
+pub struct PolicyHandle {
+    shared: Arc<PolicyShared>,
+}
+
+struct PolicyShared {
+    current: ArcSwap<Policy>,
+    /// The gates of the guests running under this handle.
+    gates: Mutex<Vec<std::sync::Weak<Gate>>>,
+}
+
+impl PolicyHandle {
+    /// A handle whose policy is `policy` until replaced.
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self {
+            shared: Arc::new(PolicyShared {
+                current: ArcSwap::new(policy),
+                gates: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The policy now.
+    pub fn current(&self) -> Arc<Policy> {
+        self.shared.current.load_full()
+    }
+
+    /// Replaces the policy of every guest running under this handle.
+    pub fn replace(&self, policy: Arc<Policy>) {
+        let old = self.shared.current.swap(policy.clone());
+        let gates: Vec<Arc<Gate>> = {
+            let mut gates = self
+                .shared
+                .gates
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            gates.retain(|g| g.strong_count() > 0);
+            gates.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        for gate in gates {
+            gate.policy_replaced(&old, &policy);
+        }
+    }
+
+    fn attach(&self, gate: &Arc<Gate>) {
+        let mut gates = self
+            .shared
+            .gates
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        gates.retain(|g| g.strong_count() > 0);
+        gates.push(Arc::downgrade(gate));
+    }
+}
+
+/// A socket's flows, shared by the socket and its gate.
+type SharedFlow = Arc<Mutex<Flow>>;
+
+/// What a policy change is told to: one socket's event link and flows.
+struct Tracked {
+    link: std::sync::Weak<EventLink>,
+    flow: std::sync::Weak<Mutex<Flow>>,
+}
 
 /// Log lines per second a guest's denials may produce (the burst is the
 /// same); lines beyond it are counted and reported with the next line.
@@ -85,7 +162,9 @@ pub enum DeniedBy {
 
 /// The policy of one guest and its denial telemetry.
 pub struct Gate {
-    policy: Arc<Policy>,
+    policy: PolicyHandle,
+    /// The guest's sockets, told when the policy changes.
+    sockets: Mutex<Vec<Tracked>>,
     label: Arc<str>,
     telemetry: Mutex<Telemetry>,
     /// Native sockets held for the guest: its open sockets and the closed
@@ -112,20 +191,71 @@ pub struct OverlappedHeld {
 impl Gate {
     /// The gate of the guest named `label` (in log lines) under `policy`.
     pub fn new(policy: Arc<Policy>, label: Arc<str>) -> Arc<Self> {
-        Arc::new(Self {
-            policy,
+        Self::with_handle(PolicyHandle::new(policy), label)
+    }
+
+    /// The gate of a guest whose policy `handle` may replace while it
+    /// runs.
+    pub fn with_handle(handle: PolicyHandle, label: Arc<str>) -> Arc<Self> {
+        let gate = Arc::new(Self {
+            policy: handle.clone(),
+            sockets: Mutex::default(),
             label,
             telemetry: Mutex::default(),
             held: AtomicU32::new(0),
             room: Notify::new(),
             overlapped: Mutex::default(),
-        })
+        });
+        handle.attach(&gate);
+        gate
+    }
+
+    /// Tells a socket's `link` and `flow` about policy changes from now
+    /// on, for as long as they live.
+    pub(crate) fn track(&self, link: &Arc<EventLink>, flow: &SharedFlow) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        sockets.retain(|t| t.link.strong_count() > 0);
+        sockets.push(Tracked {
+            link: Arc::downgrade(link),
+            flow: Arc::downgrade(flow),
+        });
+    }
+
+    /// The policy was replaced: each socket whose enforced send rate
+    /// changed is re-shaped and gets FD_QOS (SPEC AS-24); each gets
+    /// FD_ADDRESS_LIST_CHANGE (where armed, AS-25) if the addresses the
+    /// guest may bind changed.
+    fn policy_replaced(&self, old: &Policy, new: &Policy) {
+        let ceiling = new.limits().max_send_rate;
+        let rate_changed = old.limits().max_send_rate != ceiling;
+        let list_changed = old.grants_of(NetUse::Bind) != new.grants_of(NetUse::Bind);
+        tracing::info!(guest = %self.label, "policy replaced");
+        let sockets: Vec<(Arc<EventLink>, Option<SharedFlow>)> = {
+            let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            sockets.retain(|t| t.link.strong_count() > 0);
+            sockets
+                .iter()
+                .filter_map(|t| Some((t.link.upgrade()?, t.flow.upgrade())))
+                .collect()
+        };
+        for (link, flow) in sockets {
+            let reshaped = rate_changed
+                && flow
+                    .is_some_and(|f| f.lock().unwrap_or_else(|p| p.into_inner()).reshape(ceiling));
+            if reshaped {
+                link.feed(Input::Changed(FdEvents::QOS));
+            }
+            if list_changed {
+                link.feed(Input::Changed(FdEvents::ADDRESS_LIST_CHANGE));
+            }
+        }
     }
 
     /// Holds one overlapped operation and `bytes` for it until the
     /// returned hold is dropped; beyond the policy's limits `WSAENOBUFS`.
     pub fn hold_overlapped(self: &Arc<Self>, bytes: u64) -> Result<OverlappedHold, WsaError> {
-        let limits = self.policy.limits();
+        let policy = self.policy();
+        let limits = policy.limits();
         let mut held = self.overlapped_held();
         let total = held.bytes.saturating_add(bytes);
         if held.operations >= limits.max_overlapped_operations
@@ -161,7 +291,7 @@ impl Gate {
 
     /// Whether the guest may hold one more socket (SPEC SO-2).
     pub fn has_room(&self) -> bool {
-        self.held.load(Ordering::Relaxed) < self.policy.limits().max_sockets
+        self.held.load(Ordering::Relaxed) < self.policy().limits().max_sockets
     }
 
     /// Waits until the guest may hold one more socket.
@@ -181,9 +311,10 @@ impl Gate {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The policy.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy now (it may be replaced while the guest runs; see
+    /// [`PolicyHandle`]).
+    pub fn policy(&self) -> PolicyGuard<Arc<Policy>> {
+        self.policy.shared.current.load()
     }
 
     /// Records `denial`: counted under its reason, logged within the rate,
@@ -212,7 +343,7 @@ impl Gate {
 
     /// Checks `net_use` of `addr` for a call of the guest.
     pub fn check(&self, net_use: NetUse, addr: SocketAddr) -> Result<(), WsaError> {
-        self.policy
+        self.policy()
             .check(net_use, addr)
             .map_err(|denial| self.deny(denial, DeniedBy::Call))
     }
@@ -221,7 +352,7 @@ impl Gate {
     /// recv-from); a refusal is counted and logged, never shown to the
     /// guest.
     pub fn admits(&self, net_use: NetUse, peer: SocketAddr) -> bool {
-        match self.policy.check(net_use, peer) {
+        match self.policy().check(net_use, peer) {
             Ok(()) => true,
             Err(denial) => {
                 self.deny(denial, DeniedBy::Inbound);
@@ -232,7 +363,7 @@ impl Gate {
 
     /// The multicast grant covering `group`, for a call of the guest.
     pub fn check_multicast(&self, group: SocketAddr) -> Result<MulticastGrant, WsaError> {
-        match self.policy.check_multicast(group) {
+        match self.policy().check_multicast(group) {
             Ok(grant) => Ok(grant.clone()),
             Err(denial) => Err(self.deny(denial, DeniedBy::Call)),
         }

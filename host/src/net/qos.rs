@@ -100,6 +100,52 @@ impl Qos {
     }
 }
 
+/// A socket's flows and what enforces them, shared with its guest's gate
+/// (which re-shapes it when the policy changes while the guest runs).
+#[derive(Default)]
+pub struct Flow {
+    /// The quality of service as the guest set it.
+    pub qos: Qos,
+    /// What holds the socket's sends to it, if anything does.
+    pub shaper: Option<Arc<Shaper>>,
+}
+
+impl Flow {
+    /// The flow of `qos` under the policy's `ceiling`.
+    pub fn new(qos: Qos, ceiling: Option<u32>) -> Self {
+        Self {
+            qos,
+            shaper: qos
+                .shaping(ceiling)
+                .map(|(rate, size)| Shaper::new(rate, size)),
+        }
+    }
+
+    /// The QoS SIO_GET_QOS reports: as set, the sending rate lowered to
+    /// what is enforced where that is lower.
+    pub fn effective(&self) -> Qos {
+        let mut qos = self.qos;
+        if let Some(shaper) = &self.shaper
+            && qos.sending.token_rate > shaper.rate()
+        {
+            qos.sending.token_rate = shaper.rate();
+        }
+        qos
+    }
+
+    /// The policy's ceiling became `ceiling`: whether what is enforced
+    /// changed (then the socket is re-shaped, and FD_QOS is due, AS-24).
+    pub fn reshape(&mut self, ceiling: Option<u32>) -> bool {
+        let before = self.shaper.as_ref().map(|s| s.rate());
+        let after = self.qos.shaping(ceiling).map(|(rate, _)| rate.max(1));
+        if before == after {
+            return false;
+        }
+        *self = Self::new(self.qos, ceiling);
+        true
+    }
+}
+
 /// A token bucket on one socket's sends: `rate` bytes per second, at most
 /// `size` bytes at once (a zero size is a tenth of a second's worth, at
 /// least one 1,500-byte packet).

@@ -26,7 +26,7 @@ use super::catalog::{Family, ProtocolEntry, SocketFlags, SocketKind};
 use super::engine::{EventLink, Watched};
 use super::gate::{DatagramFilter, Gate, SocketSlot};
 use super::overlapped::{Native, Overlapped};
-use super::qos::{Qos, Shaper};
+use super::qos::{Flow, Qos, Shaper};
 use super::reactor::{Reactor, Watch};
 use super::rooted::{JoinCell, Rooted};
 use super::select::Input;
@@ -178,11 +178,9 @@ pub struct Socket {
     pending_error: Option<WsaError>,
     /// Its overlapped operations (SPEC SE-7..SE-11).
     pub(crate) overlapped: Overlapped,
-    /// Its quality of service as set (SIO_SET_QOS, JL-8).
-    pub qos: Qos,
-    /// What holds its sends to its sending flow and to the policy's
-    /// `max-send-rate`, if anything does.
-    pub(crate) shaper: Option<Arc<Shaper>>,
+    /// Its flows (SIO_SET_QOS, JL-8) and their shaper, shared with the
+    /// gate (a policy change re-shapes them).
+    pub(crate) flow: Arc<std::sync::Mutex<Flow>>,
 }
 
 fn domain(family: Family) -> Domain {
@@ -261,9 +259,7 @@ impl Socket {
         gate: Arc<Gate>,
         reactor: Arc<Reactor>,
     ) -> Self {
-        let shaper = Qos::default()
-            .shaping(gate.policy().limits().max_send_rate)
-            .map(|(rate, size)| Shaper::new(rate, size));
+        let flow = Flow::new(Qos::default(), gate.policy().limits().max_send_rate);
         Self {
             slot: Some(gate.slot()),
             gate,
@@ -286,8 +282,7 @@ impl Socket {
             recv_shut: false,
             pending_error: None,
             overlapped: Overlapped::new(0),
-            qos: Qos::default(),
-            shaper,
+            flow: Arc::new(std::sync::Mutex::new(flow)),
         }
     }
 
@@ -659,11 +654,20 @@ impl Socket {
     pub fn set_qos(&mut self, qos: Qos) -> Result<(), WsaError> {
         let ceiling = self.gate.policy().limits().max_send_rate;
         qos.check(ceiling)?;
-        self.shaper = qos
-            .shaping(ceiling)
-            .map(|(rate, size)| Shaper::new(rate, size));
-        self.qos = qos;
+        *self.flow() = Flow::new(qos, ceiling);
         Ok(())
+    }
+
+    /// The socket's flows.
+    pub(crate) fn flow(&self) -> std::sync::MutexGuard<'_, Flow> {
+        self.flow
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What holds the socket's sends to its flow, if anything does.
+    pub(crate) fn shaper(&self) -> Option<Arc<Shaper>> {
+        self.flow().shaper.clone()
     }
 
     /// Whether the socket takes overlapped operations (SPEC SO-3, SE-6:

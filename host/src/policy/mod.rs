@@ -453,6 +453,12 @@ impl Policy {
         Self::default()
     }
 
+    /// The grants of `net_use` (for example the addresses a guest may
+    /// bind: its address list, SPEC AS-25).
+    pub fn grants_of(&self, net_use: NetUse) -> &[AddressGrant] {
+        &self.grants[net_use.index()]
+    }
+
     /// Starts a policy from nothing, granting what the builder adds.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {

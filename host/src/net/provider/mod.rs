@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::buffers::Buffers;
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::{EventLink, Remains};
-use super::gate::{DenialCounts, DeniedBy, Gate};
+use super::gate::{DenialCounts, DeniedBy, Gate, PolicyHandle};
 use super::overlapped::{Operation, Overlapped, OverlappedArg, OverlappedOutcome};
 use super::qos::Qos;
 use super::queue::MessageQueue;
@@ -161,7 +161,12 @@ impl Provider {
     /// A provider with no sockets, under `policy`; `label` names the guest
     /// in log lines.
     pub fn new(policy: Arc<Policy>, label: impl Into<Arc<str>>) -> Self {
-        let gate = Gate::new(policy, label.into());
+        Self::with_policy(PolicyHandle::new(policy), label)
+    }
+
+    /// A provider whose policy `handle` may replace while the guest runs.
+    pub fn with_policy(handle: PolicyHandle, label: impl Into<Arc<str>>) -> Self {
+        let gate = Gate::with_handle(handle, label.into());
         Self {
             reactor: Reactor::new(gate.clone()),
             guard: Guard {
@@ -175,9 +180,9 @@ impl Provider {
         }
     }
 
-    /// The policy this provider enforces.
-    pub fn policy(&self) -> &Policy {
-        self.guard.gate.policy()
+    /// The policy this provider enforces now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.guard.gate.policy().clone()
     }
 
     /// The most recent denial, naming the missing grant.
@@ -217,6 +222,7 @@ impl Provider {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.sockets.entry(s) {
                 socket.link = EventLink::new(s);
                 socket.overlapped = Overlapped::new(s);
+                self.guard.gate.track(&socket.link, &socket.flow);
                 slot.insert(socket);
                 return s;
             }
@@ -230,7 +236,8 @@ impl Provider {
     }
 
     fn recv_cap(&self, max_len: u32) -> usize {
-        (max_len.min(self.policy().limits().max_recv_len) as usize).min(self.memory_limit)
+        let max_recv_len = self.guard.gate.policy().limits().max_recv_len;
+        (max_len.min(max_recv_len) as usize).min(self.memory_limit)
     }
 
     /// WSPSocket (SPEC SO-1..SO-9).

@@ -15,6 +15,8 @@ pub enum IoctlCommand {
     SetQos(Qos),
     /// SIO_GET_QOS.
     GetQos,
+    /// SIO_ADDRESS_LIST_CHANGE: arms FD_ADDRESS_LIST_CHANGE.
+    AddressListChange,
 }
 
 /// The answer of a `WSPIoctl` command.
@@ -140,13 +142,15 @@ impl Provider {
             IoctlCommand::AtMark => sock.at_mark().map(IoctlReply::Flag),
             IoctlCommand::SetQos(qos) => sock.set_qos(qos).map(|()| IoctlReply::None),
             IoctlCommand::GetQos => {
-                let mut qos = sock.qos;
-                if let Some(shaper) = &sock.shaper
-                    && qos.sending.token_rate > shaper.rate()
-                {
-                    qos.sending.token_rate = shaper.rate();
-                }
-                Ok(IoctlReply::Qos(qos))
+                // SIO_GET_QOS re-enables FD_QOS (SPEC AS-9, AS-24).
+                sock.link.feed(Input::Reenabled(Reenable::GetQos));
+                Ok(IoctlReply::Qos(sock.flow().effective()))
+            }
+            IoctlCommand::AddressListChange => {
+                // Arms FD_ADDRESS_LIST_CHANGE (SPEC AS-13, AS-25).
+                sock.link
+                    .feed(Input::Reenabled(Reenable::AddressListChange));
+                Ok(IoctlReply::None)
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::net::socket::recv_flags;
 /// were refused).
 fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
     let would_block = result == Err(WsaError::WouldBlock);
-    match &sock.shaper {
+    match &sock.shaper() {
         Some(shaper) if would_block && shaper.is_empty() => {
             sock.link.sent(false);
             if let Some(delay) = shaper.arm_wake() {
@@ -41,7 +41,7 @@ async fn send_now(
     to: Option<SocketAddr>,
     wait: bool,
 ) -> Result<u32, WsaError> {
-    let Some(shaper) = sock.shaper.clone() else {
+    let Some(shaper) = sock.shaper() else {
         return match sock.entry.kind {
             SocketKind::Stream => sock.send_stream(data, flags, wait).await,
             SocketKind::Datagram => sock.send_datagram(data, to, wait).await,
@@ -140,7 +140,7 @@ async fn send_in_order(
         sent,
         to,
         native_flags,
-        shaper: sock.shaper.clone(),
+        shaper: sock.shaper(),
     };
     Err(sock.overlapped.pend(ticket, operation, native))
 }
@@ -177,7 +177,7 @@ impl Provider {
     /// `WSAENOBUFS` and nothing is sent (a bad descriptor still comes
     /// first: `WSAENOTSOCK`); then the bytes to send.
     fn check_buffers<'a>(&mut self, s: u32, buffers: &Buffers<'a>) -> Result<&'a [u8], WsaError> {
-        let max = self.policy().limits().max_buffers_per_call as usize;
+        let max = self.guard.gate.policy().limits().max_buffers_per_call as usize;
         self.socket(s)?;
         if buffers.count() > max {
             return Err(WsaError::NoBufs);

@@ -362,6 +362,11 @@ impl Probe {
                 Ok(line)
             }
             "denial" => Ok(wsp::last_denial().unwrap_or_else(|| "none".into())),
+            // addrlist S: SIO_ADDRESS_LIST_CHANGE (arms FD_ADDRESS_LIST_CHANGE)
+            "addrlist" => {
+                wsp::wsp_ioctl(self.sock(arg(1)), &IoctlCommand::SioAddressListChange)?;
+                Ok(String::new())
+            }
             // qos S set RATE BUCKET [SERVICE]: SIO_SET_QOS of a sending flow;
             // qos S get: SIO_GET_QOS as `rate=R bucket=B service=S`
             "qos" => {
