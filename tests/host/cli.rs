@@ -611,3 +611,75 @@ fn as_24_sighup_reloads_the_policy_file_into_the_running_plugin() {
     );
     assert!(rest.contains("policy reloaded"), "{rest}");
 }
+
+/// A reader outside the guest: accepts one connection and reads to its
+/// end; returns the bytes and the time from the first byte to the end.
+fn timed_reader() -> (String, std::thread::JoinHandle<(usize, Duration)>) {
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = peer.local_addr().unwrap().to_string();
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = peer.accept().unwrap();
+        conn.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        let mut first = None;
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    first.get_or_insert_with(Instant::now);
+                    total += n;
+                }
+            }
+        }
+        (total, first.map_or(Duration::ZERO, |f| f.elapsed()))
+    });
+    (addr, reader)
+}
+
+#[test]
+fn the_rate_streamer_example_keeps_to_its_flow_with_overlapped_sends() {
+    // 300,000 bytes at 200,000 B/s (bucket 20,000): at least 1.4 s from
+    // the first byte, never faster; all of it arrives.
+    let policy = root().join("examples/policies/rate-streamer.toml");
+    let (addr, reader) = timed_reader();
+    let output = run_to_end(wasp_run("rust-rate-streamer", &policy).arg("--").args([
+        addr.as_str(),
+        "200000",
+        "300000",
+    ]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with("rate-streamer: sent 300000 bytes in"),
+        "{stdout}"
+    );
+    let (total, elapsed) = reader.join().unwrap();
+    assert_eq!(total, 300_000);
+    assert!(
+        elapsed >= Duration::from_millis(1300),
+        "300,000 bytes at 200,000 B/s arrived in {elapsed:?}"
+    );
+}
+
+#[test]
+fn the_rate_streamer_example_cannot_go_above_the_policys_send_rate() {
+    let policy = root().join("examples/policies/rate-streamer.toml");
+    let (addr, reader) = timed_reader();
+    let output = run_to_end(wasp_run("rust-rate-streamer", &policy).arg("--").args([
+        addr.as_str(),
+        "20000000",
+        "1000",
+    ]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot be met"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(reader.join().unwrap().0, 0);
+}

@@ -40,6 +40,8 @@ pub fn guest_dir() -> &'static Path {
                 "rust-multicast",
                 "-p",
                 "rust-rooted-feed",
+                "-p",
+                "rust-rate-streamer",
             ])
             .env("CARGO_TARGET_DIR", &target)
             .env_remove("CARGO_ENCODED_RUSTFLAGS")

@@ -150,3 +150,69 @@ fn a_remote_flood_of_refused_peers_is_dropped_unseen_beside_a_neighbour() {
     assert_eq!(lines[10], "ok none", "nothing announced: {lines:?}");
     assert_eq!(lines[11], "ok 0", "refused bytes not counted: {lines:?}");
 }
+
+#[test]
+fn a_guest_flooding_overlapped_sends_is_held_to_its_limits_beside_a_neighbour() {
+    // Issue 11: pending operations and the bytes they hold count against
+    // the guest's quotas. 10,000 overlapped sends of 64 KiB to a peer that
+    // never reads: what the socket takes completes, then sends pend until
+    // max-overlapped-bytes (4 MiB by default) is held, the rest is
+    // WSAENOBUFS; closing the socket aborts what pends. The neighbour is
+    // served throughout and the host's memory stays bounded.
+    let script = after(
+        &TCP_PAIR,
+        &[
+            "close s0",
+            "socket 2 1 6 flags=overlapped",
+            "bind s3 127.0.0.1:0",
+            "listen s3 4",
+            "socket 2 1 6 flags=overlapped",
+            "connect s4 @s3",
+            "accept s3",
+            "queue 64",
+            "ovflood s4 10000 65536 q0",
+            "close s4",
+            "qlen q0",
+            "echo done",
+        ],
+    );
+    let (attacker, out) = probe_attacker(LOOPBACK, &script);
+    let report = run_beside_echo("overlapped flood", attacker);
+    assert_eq!(report.outcome.as_ref().expect("the guest ran"), &0);
+    let lines = lines(&out);
+    let flood = &lines[TCP_PAIR.len() + 8];
+    let count = |key: &str| -> u64 {
+        flood
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {flood}"))
+    };
+    // 4 MiB of 64 KiB sends pend (one more where the first went out in
+    // part and holds less).
+    let pending = count("pending=");
+    assert!((64..=65).contains(&pending), "{flood}");
+    assert!(
+        flood.contains("\"WSAENOBUFS\": "),
+        "the rest is refused: {flood}"
+    );
+    assert_eq!(
+        count("done=") + count("pending=") + {
+            let refused = flood.split("\"WSAENOBUFS\": ").nth(1).unwrap();
+            refused.trim_end_matches('}').parse::<u64>().unwrap()
+        },
+        10_000,
+        "{flood}"
+    );
+    // Every send has its completion: at once, or aborted by the close.
+    let queued: u64 = lines[TCP_PAIR.len() + 10]
+        .strip_prefix("ok ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(queued, count("done=") + count("pending="), "{lines:?}");
+    assert!(
+        report.rss_growth() < 64 << 20,
+        "host memory stayed bounded: +{} MiB",
+        report.rss_growth() >> 20
+    );
+}

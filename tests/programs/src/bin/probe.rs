@@ -362,6 +362,31 @@ impl Probe {
                 Ok(line)
             }
             "denial" => Ok(wsp::last_denial().unwrap_or_else(|| "none".into())),
+            // ovflood S N SIZE qN: N overlapped sends of SIZE bytes (tokens
+            // 1..=N) with completions to qN: how many completed at once, how
+            // many pend, and the errors by name
+            "ovflood" => {
+                let s = self.sock(arg(1));
+                let n: u64 = arg(2).parse().expect("count");
+                let data = vec![b'o'; arg(3).parse().expect("size")];
+                let (mut done, mut pending) = (0, 0);
+                let mut errors = std::collections::BTreeMap::<String, u32>::new();
+                for token in 1..=n {
+                    let overlapped = wsp::Overlapped {
+                        token,
+                        queue: self.queue(arg(4)),
+                        msg: COMPLETION_MSG,
+                    };
+                    let length = [data.len() as u32];
+                    let flags = MessageFlags::empty();
+                    match wsp::wsp_send(s, &data, &length, flags, Some(&overlapped)) {
+                        Ok(_) => done += 1,
+                        Err(wasp_guest::ErrorCode::WsaIoPending) => pending += 1,
+                        Err(e) => *errors.entry(WsaError(e).name()).or_default() += 1,
+                    }
+                }
+                Ok(format!("done={done} pending={pending} errors={errors:?}"))
+            }
             // addrlist S: SIO_ADDRESS_LIST_CHANGE (arms FD_ADDRESS_LIST_CHANGE)
             "addrlist" => {
                 wsp::wsp_ioctl(self.sock(arg(1)), &IoctlCommand::SioAddressListChange)?;
