@@ -683,3 +683,81 @@ fn the_rate_streamer_example_cannot_go_above_the_policys_send_rate() {
     );
     assert_eq!(reader.join().unwrap().0, 0);
 }
+
+#[test]
+fn as_25_as_26_routing_interface_change_in_a_network_namespace_of_its_own() {
+    // The probe arms SIO_ROUTING_INTERFACE_CHANGE for 10.88.1.1 (no route
+    // yet) and waits; a route to 10.88.0.0/16 is added in a namespace the
+    // test makes for itself: one FD_ROUTING_INTERFACE_CHANGE. Re-armed, the
+    // route is deleted: one more, with WSAENETUNREACH. Nothing is sent
+    // anywhere (the route is asked with a UDP connect on a probe socket).
+    let namespaces = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !namespaces {
+        eprintln!(
+            "SKIPPED as_25_as_26_routing_interface_change_in_a_network_namespace_of_its_own: \
+             `unshare -n` is not permitted here"
+        );
+        return;
+    }
+    let policy = policy_file(
+        "routing-change",
+        "protocols = [\"udp\"]\n[grants]\nconnect = [{ addr = \"10.88.0.0/16\" }]\n",
+    );
+    let err = root().join("target/guests/routing-change.err");
+    let setup = format!(
+        "ip link set lo up && ip addr add 10.77.0.1/24 dev lo || exit 90
+         \"$0\" \"$@\" 2> {err} &
+         pid=$!
+         wait_for() {{
+           n=0
+           while [ \"$(grep -c \"$1\" {err})\" -lt \"$2\" ]; do
+             n=$((n+1)); [ $n -gt 3000 ] && {{ kill $pid; exit 91; }}
+             sleep 0.02
+           done
+         }}
+         wait_for '> get q0 30000' 1
+         ip route add 10.88.0.0/16 via 10.77.0.2 dev lo
+         wait_for '> get q0 30000' 2
+         ip route del 10.88.0.0/16
+         wait $pid",
+        err = err.display()
+    );
+    let output = run_to_end(
+        Command::new("unshare")
+            .args(["-n", "sh", "-c", &setup])
+            .arg(env!("CARGO_BIN_EXE_wasp"))
+            .arg("run")
+            .arg(guest("probe"))
+            .arg("--policy")
+            .arg(&policy)
+            .args([
+                "--",
+                "queue 4",
+                "socket 2 2 17",
+                "select s0 q0 9 routing-interface-change",
+                "routing s0 10.99.0.1:9",
+                "routing s0 10.88.1.1:9",
+                "get q0 30000",
+                "routing s0 10.88.1.1:9",
+                "get q0 30000",
+            ]),
+    );
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(output.status.success(), "{:?}\n{stderr}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[3..],
+        [
+            "err WSAEACCES",
+            "ok",
+            "ok msg=9 s=s0 event=routing-interface-change error=none lparam=0x100",
+            "ok",
+            "ok msg=9 s=s0 event=routing-interface-change error=WSAENETUNREACH lparam=0x27430100",
+        ],
+        "{stdout}\n{stderr}"
+    );
+}

@@ -19,18 +19,10 @@ const RULES: &[&str] = &[
 ];
 
 /// The rules wasp does not offer yet, and why.
-const NOT_OFFERED: &[(&str, &str)] = &[
-    (
-        "JL-10",
-        "WSPSelect is not part of the interface; join completion is reported by WSPAsyncSelect (JL-5)",
-    ),
-    (
-        "AS-25",
-        "FD_ROUTING_INTERFACE_CHANGE is not delivered yet (no route monitoring); \
-         FD_ADDRESS_LIST_CHANGE is, on a policy change \
-         (qos::as_24_a_policy_replaced_while_the_guest_runs_...)",
-    ),
-];
+const NOT_OFFERED: &[(&str, &str)] = &[(
+    "JL-10",
+    "WSPSelect is not part of the interface; join completion is reported by WSPAsyncSelect (JL-5)",
+)];
 
 /// The names of every function in the Rust files below `dir`.
 fn function_names(dir: &Path, names: &mut Vec<String>) {

@@ -170,6 +170,9 @@ impl Host for WaspCtxView<'_> {
             WitIoctl::SioSetQos(qos) => IoctlCommand::SetQos(qos_request(&qos)),
             WitIoctl::SioGetQos => IoctlCommand::GetQos,
             WitIoctl::SioAddressListChange => IoctlCommand::AddressListChange,
+            WitIoctl::SioRoutingInterfaceChange(to) => {
+                IoctlCommand::RoutingInterfaceChange(socket_addr(to))
+            }
         };
         Ok(match self.ctx.provider.wsp_ioctl(s, command)? {
             IoctlReply::None => IoctlResult::None,

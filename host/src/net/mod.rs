@@ -12,6 +12,7 @@ pub mod qos;
 pub mod queue;
 mod reactor;
 pub mod rooted;
+mod routes;
 pub mod select;
 pub mod socket;
 mod sys;

@@ -151,6 +151,10 @@ pub enum Input {
     /// An edge-triggered change happened (FD_QOS, FD_GROUP_QOS, routing or
     /// address-list change; AS-12, AS-13).
     Changed(FdEvents),
+    /// The interface that reaches the destination armed with
+    /// SIO_ROUTING_INTERFACE_CHANGE changed; `Some` when it is now
+    /// unreachable (SPEC AS-25, AS-26).
+    RouteChanged(Option<WsaError>),
     /// The guest made a re-enabling call (AS-9, AS-10).
     Reenabled(Reenable),
     /// What the socket shows now, as the engine saw it.
@@ -184,6 +188,8 @@ pub struct SelectState {
     spent: FdEvents,
     /// The socket is connected (for FD_CONNECT on registration, AS-20).
     connected: bool,
+    /// The error FD_ROUTING_INTERFACE_CHANGE carries (AS-26).
+    route_error: Option<WsaError>,
     now: Conditions,
 }
 
@@ -215,6 +221,10 @@ impl SelectState {
             Input::CloseArrived(error) => self.close_arrived(error),
             Input::SendWouldBlock => self.send_would_block(),
             Input::Changed(event) => self.changed(event),
+            Input::RouteChanged(error) => {
+                self.route_error = error;
+                self.changed(FdEvents::ROUTING_INTERFACE_CHANGE);
+            }
             Input::Reenabled(call) => self.reenable(call),
             Input::Observed(now) => self.observe(now),
             Input::DataObserved(data) => self.observe_data(data),
@@ -242,7 +252,9 @@ impl SelectState {
         // change notifications wait for their ioctl (AS-13).
         self.enabled =
             FdEvents::all() - FdEvents::ROUTING_INTERFACE_CHANGE - FdEvents::ADDRESS_LIST_CHANGE;
-        self.edges = FdEvents::empty();
+        // A QoS change not yet posted is posted now (AS-24); other changes
+        // wait for their ioctl.
+        self.edges &= FdEvents::QOS;
         if mask.contains(FdEvents::WRITE) && self.connected {
             // AS-15: "also on registration if a send is possible".
             self.write_owed = true;
@@ -313,9 +325,14 @@ impl SelectState {
     }
 
     /// An edge-triggered change happened (FD_QOS, FD_GROUP_QOS, routing or
-    /// address-list change; SPEC AS-12, AS-13).
+    /// address-list change; SPEC AS-12, AS-13): it counts only while its
+    /// event is enabled (a change before the re-enabling call is not
+    /// posted by that call), except that a QoS change while FD_QOS is not
+    /// registered is posted on its registration (AS-24).
     fn changed(&mut self, event: FdEvents) {
-        self.edges |= event;
+        let awaited = self.enabled & event;
+        let before_registration = event & (FdEvents::QOS - self.mask);
+        self.edges |= awaited | before_registration;
     }
 
     /// The guest made a re-enabling call (SPEC AS-9, AS-10).
@@ -352,6 +369,9 @@ impl SelectState {
             e if e == FdEvents::ACCEPT => now.pending_accept,
             e if e == FdEvents::WRITE => self.write_owed && now.writable,
             e if e == FdEvents::CONNECT => return self.connect_outcome,
+            e if e == FdEvents::ROUTING_INTERFACE_CHANGE => {
+                return self.edges.contains(e).then_some(self.route_error);
+            }
             // AS-18: only once all received data has been read.
             e if e == FdEvents::CLOSE => {
                 return if now.data { None } else { self.close_outcome };
@@ -573,6 +593,27 @@ mod tests {
         assert_eq!(s.take_due(), vec![n(FdEvents::ADDRESS_LIST_CHANGE)]);
         s.changed(FdEvents::ADDRESS_LIST_CHANGE);
         assert_eq!(s.take_due(), vec![], "none until the ioctl again");
+    }
+
+    #[test]
+    fn as_13_a_change_before_the_ioctl_is_not_posted_when_it_arms() {
+        let mut s = connected_state(FdEvents::ADDRESS_LIST_CHANGE);
+        s.changed(FdEvents::ADDRESS_LIST_CHANGE);
+        s.reenable(Reenable::AddressListChange);
+        assert_eq!(s.take_due(), vec![], "armed now; the change was before");
+        s.changed(FdEvents::ADDRESS_LIST_CHANGE);
+        assert_eq!(s.take_due(), vec![n(FdEvents::ADDRESS_LIST_CHANGE)]);
+    }
+
+    #[test]
+    fn as_24_a_qos_change_before_registration_is_posted_on_registration() {
+        let mut s = SelectState::new();
+        s.connected();
+        s.changed(FdEvents::QOS);
+        s.register(FdEvents::QOS, 7);
+        assert_eq!(s.take_due(), vec![n(FdEvents::QOS)]);
+        s.register(FdEvents::QOS, 7);
+        assert_eq!(s.take_due(), vec![], "posted once");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::qos::Qos;
 use super::queue::MessageQueue;
 use super::reactor::Reactor;
 use super::rooted::{self, JoinCell, Rooted};
+use super::routes::RouteWatches;
 use super::select::{FdEvents, Input, Reenable};
 use super::socket::{BroadcastProbe, Membership, MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
@@ -155,6 +156,8 @@ pub struct Provider {
     /// The guest's event reactor (WSPAsyncSelect): watches its registered
     /// sockets and posts into its queues.
     reactor: Arc<Reactor>,
+    /// Destinations armed with SIO_ROUTING_INTERFACE_CHANGE.
+    routes: RouteWatches,
 }
 
 impl Provider {
@@ -177,6 +180,7 @@ impl Provider {
             next_descriptor: 1,
             memory_limit: usize::MAX,
             recv_scratch: Vec::new(),
+            routes: RouteWatches::default(),
         }
     }
 

@@ -17,6 +17,9 @@ pub enum IoctlCommand {
     GetQos,
     /// SIO_ADDRESS_LIST_CHANGE: arms FD_ADDRESS_LIST_CHANGE.
     AddressListChange,
+    /// SIO_ROUTING_INTERFACE_CHANGE: arms FD_ROUTING_INTERFACE_CHANGE for
+    /// a destination.
+    RoutingInterfaceChange(SocketAddr),
 }
 
 /// The answer of a `WSPIoctl` command.
@@ -122,6 +125,9 @@ fn size_u32(n: usize) -> u32 {
 impl Provider {
     /// WSPIoctl.
     pub fn wsp_ioctl(&mut self, s: u32, command: IoctlCommand) -> Result<IoctlReply, WsaError> {
+        if let IoctlCommand::RoutingInterfaceChange(to) = command {
+            return self.watch_route(s, to).map(|()| IoctlReply::None);
+        }
         let sock = self.socket(s)?;
         match command {
             IoctlCommand::NonBlocking(on) => {
@@ -146,6 +152,7 @@ impl Provider {
                 sock.link.feed(Input::Reenabled(Reenable::GetQos));
                 Ok(IoctlReply::Qos(sock.flow().effective()))
             }
+            IoctlCommand::RoutingInterfaceChange(_) => Ok(IoctlReply::None),
             IoctlCommand::AddressListChange => {
                 // Arms FD_ADDRESS_LIST_CHANGE (SPEC AS-13, AS-25).
                 sock.link
@@ -153,6 +160,23 @@ impl Provider {
                 Ok(IoctlReply::None)
             }
         }
+    }
+
+    /// SIO_ROUTING_INTERFACE_CHANGE (SPEC AS-13, AS-25): arms
+    /// FD_ROUTING_INTERFACE_CHANGE for `to`, a destination the guest may
+    /// connect or send to (else WSAEACCES: which interface reaches an
+    /// address is the host's to tell only for those).
+    fn watch_route(&mut self, s: u32, to: SocketAddr) -> Result<(), WsaError> {
+        let sock = self.sockets.get(&s).ok_or(WsaError::NotSock)?;
+        sock.check_family(&to)?;
+        let policy = self.guard.gate.policy();
+        if policy.check(NetUse::Connect, to).is_err() {
+            self.guard.check(NetUse::SendTo, to)?;
+        }
+        sock.link
+            .feed(Input::Reenabled(Reenable::RoutingInterfaceChange));
+        let link = sock.link.clone();
+        self.routes.arm(&link, to)
     }
 
     /// WSPGetSockOpt.

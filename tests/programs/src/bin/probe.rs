@@ -387,6 +387,13 @@ impl Probe {
                 }
                 Ok(format!("done={done} pending={pending} errors={errors:?}"))
             }
+            // routing S ADDR: SIO_ROUTING_INTERFACE_CHANGE for ADDR
+            "routing" => {
+                let to = to_wit(self.addr(arg(2)));
+                let command = IoctlCommand::SioRoutingInterfaceChange(to);
+                wsp::wsp_ioctl(self.sock(arg(1)), &command)?;
+                Ok(String::new())
+            }
             // addrlist S: SIO_ADDRESS_LIST_CHANGE (arms FD_ADDRESS_LIST_CHANGE)
             "addrlist" => {
                 wsp::wsp_ioctl(self.sock(arg(1)), &IoctlCommand::SioAddressListChange)?;
