@@ -320,6 +320,22 @@ impl Socket {
         }
     }
 
+    /// SIO_ADDRESS_LIST_CHANGE: arms FD_ADDRESS_LIST_CHANGE (one message
+    /// when the addresses this guest may bind change; SPEC AS-13, AS-25).
+    pub fn notify_address_list_change(&self) -> Result<()> {
+        wsp::wsp_ioctl(self.s, &IoctlCommand::SioAddressListChange)?;
+        Ok(())
+    }
+
+    /// SIO_ROUTING_INTERFACE_CHANGE: arms FD_ROUTING_INTERFACE_CHANGE for
+    /// `to` (one message when the local interface that reaches it
+    /// changes; WSAENETUNREACH in it when `to` became unreachable).
+    pub fn notify_routing_interface_change(&self, to: SocketAddr) -> Result<()> {
+        let command = IoctlCommand::SioRoutingInterfaceChange(socket_address(to));
+        wsp::wsp_ioctl(self.s, &command)?;
+        Ok(())
+    }
+
     /// `wsp-set-sock-opt`.
     pub fn set_option(&self, value: Sockopt) -> Result<()> {
         Ok(wsp::wsp_set_sock_opt(self.s, &value)?)

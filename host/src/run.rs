@@ -499,7 +499,16 @@ struct Supervised<F> {
     limits: TimeLimits,
     cpu: CpuMeter,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A wake-up [`YIELD_FALLBACK`] after each yield at a tick, in case the
+    /// deferred one is lost.
+    fallback: Pin<Box<tokio::time::Sleep>>,
 }
+
+/// How long a guest that yielded at an epoch tick waits at most for its
+/// wake-up: the runtime normally wakes it as soon as it has polled its
+/// I/O driver; a guest seen stalled after a tick (a rooted join's test,
+/// under heavy load) gets going again after this.
+const YIELD_FALLBACK: Duration = Duration::from_millis(20);
 
 impl<F> Supervised<F> {
     fn new(
@@ -517,6 +526,7 @@ impl<F> Supervised<F> {
             deadline: limits
                 .wall_time
                 .map(|wall| Box::pin(tokio::time::sleep(wall))),
+            fallback: Box::pin(tokio::time::sleep(YIELD_FALLBACK)),
         }
     }
 }
@@ -551,6 +561,9 @@ where
             // has polled its I/O driver (`yield_now` defers this task's
             // waker until then; its first poll is always pending).
             let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+            let at = tokio::time::Instant::now() + YIELD_FALLBACK;
+            this.fallback.as_mut().reset(at);
+            let _ = this.fallback.as_mut().poll(cx);
         }
         Poll::Pending
     }

@@ -216,3 +216,28 @@ fn a_guest_flooding_overlapped_sends_is_held_to_its_limits_beside_a_neighbour() 
         report.rss_growth() >> 20
     );
 }
+
+#[test]
+fn a_blocking_send_held_to_a_slow_flow_waits_alone_beside_a_neighbour() {
+    // Issue 11: a blocking send on a socket shaped to 2,000 B/s waits for
+    // its tokens (8,000 bytes beyond the 2,000-byte bucket: about 4 s) in
+    // its own guest; the neighbour on the same thread is served meanwhile.
+    let script = after(
+        &TCP_PAIR,
+        &["qos s1 set 2000 2000", "send s1 @10000", "drain s2 10000"],
+    );
+    let (attacker, out) = probe_attacker(LOOPBACK, &script);
+    let report = run_beside_echo("throttled blocking send", attacker);
+    assert_eq!(report.outcome.as_ref().expect("the guest ran"), &0);
+    let lines = lines(&out);
+    assert_eq!(
+        lines[TCP_PAIR.len()..],
+        ["ok", "ok 10000", "ok 10000"],
+        "{lines:?}"
+    );
+    assert!(
+        report.round_trips.len() > 10,
+        "the neighbour was served while the send waited: {} round trips",
+        report.round_trips.len()
+    );
+}
