@@ -420,19 +420,25 @@ fn a_root_fans_its_feed_out_to_three_leaf_plugins() {
     assert!(rest.contains("root: sent 5 lines to 3 leaves"), "{rest}");
 }
 
+/// Whether this machine lets the test make a network namespace of its own
+/// (`unshare -n`); says SKIPPED for `test` when not.
+fn network_namespaces(test: &str) -> bool {
+    let allowed = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!("SKIPPED {test}: `unshare -n` is not permitted here");
+    }
+    allowed
+}
+
 #[test]
 fn ipv6_multicast_in_a_network_namespace_of_its_own() {
     // IPv6 multicast is not delivered over lo here, but it is over a veth
     // pair inside a network namespace the test makes for itself (nothing
     // in it reaches the machine's interfaces).
-    let namespaces = Command::new("unshare")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !namespaces {
-        eprintln!(
-            "SKIPPED ipv6_multicast_in_a_network_namespace_of_its_own: `unshare -n` is not permitted here"
-        );
+    if !network_namespaces("ipv6_multicast_in_a_network_namespace_of_its_own") {
         return;
     }
     let policy = policy_file(
@@ -612,37 +618,12 @@ fn as_24_sighup_reloads_the_policy_file_into_the_running_plugin() {
     assert!(rest.contains("policy reloaded"), "{rest}");
 }
 
-/// A reader outside the guest: accepts one connection and reads to its
-/// end; returns the bytes and the time from the first byte to the end.
-fn timed_reader() -> (String, std::thread::JoinHandle<(usize, Duration)>) {
-    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = peer.local_addr().unwrap().to_string();
-    let reader = std::thread::spawn(move || {
-        let (mut conn, _) = peer.accept().unwrap();
-        conn.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut total = 0;
-        let mut first = None;
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    first.get_or_insert_with(Instant::now);
-                    total += n;
-                }
-            }
-        }
-        (total, first.map_or(Duration::ZERO, |f| f.elapsed()))
-    });
-    (addr, reader)
-}
-
 #[test]
 fn the_rate_streamer_example_keeps_to_its_flow_with_overlapped_sends() {
     // 300,000 bytes at 200,000 B/s (bucket 20,000): at least 1.4 s from
     // the first byte, never faster; all of it arrives.
     let policy = root().join("examples/policies/rate-streamer.toml");
-    let (addr, reader) = timed_reader();
+    let (addr, reader) = crate::common::reading_peer();
     let output = run_to_end(wasp_run("rust-rate-streamer", &policy).arg("--").args([
         addr.as_str(),
         "200000",
@@ -669,7 +650,7 @@ fn the_rate_streamer_example_keeps_to_its_flow_with_overlapped_sends() {
 #[test]
 fn the_rate_streamer_example_cannot_go_above_the_policys_send_rate() {
     let policy = root().join("examples/policies/rate-streamer.toml");
-    let (addr, reader) = timed_reader();
+    let (addr, reader) = crate::common::reading_peer();
     let output = run_to_end(wasp_run("rust-rate-streamer", &policy).arg("--").args([
         addr.as_str(),
         "20000000",
@@ -691,15 +672,8 @@ fn as_25_as_26_routing_interface_change_in_a_network_namespace_of_its_own() {
     // test makes for itself: one FD_ROUTING_INTERFACE_CHANGE. Re-armed, the
     // route is deleted: one more, with WSAENETUNREACH. Nothing is sent
     // anywhere (the route is asked with a UDP connect on a probe socket).
-    let namespaces = Command::new("unshare")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !namespaces {
-        eprintln!(
-            "SKIPPED as_25_as_26_routing_interface_change_in_a_network_namespace_of_its_own: \
-             `unshare -n` is not permitted here"
-        );
+    if !network_namespaces("as_25_as_26_routing_interface_change_in_a_network_namespace_of_its_own")
+    {
         return;
     }
     let policy = policy_file(

@@ -400,3 +400,30 @@ pub fn nth_line(out: &MemoryOutputPipe, n: usize) -> String {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A peer outside the guest: a loopback listener whose first connection
+/// is read to its end; its address, and a thread that returns the bytes
+/// read and the time from the first byte to the end.
+pub fn reading_peer() -> (String, std::thread::JoinHandle<(usize, Duration)>) {
+    use std::io::Read;
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = peer.local_addr().unwrap().to_string();
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = peer.accept().unwrap();
+        conn.set_read_timeout(Some(GUEST_DEADLINE)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        let mut first = None;
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    first.get_or_insert_with(Instant::now);
+                    total += n;
+                }
+            }
+        }
+        (total, first.map_or(Duration::ZERO, |f| f.elapsed()))
+    });
+    (addr, reader)
+}

@@ -4,11 +4,9 @@
 //! Rates are checked from below only (a send is never faster than its
 //! flow allows), so a slow machine cannot fail them.
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crate::common::{LOOPBACK, expect, policy, probe};
+use crate::common::{LOOPBACK, expect, policy, probe, reading_peer};
 
 #[test]
 fn jl_8_sio_set_qos_takes_what_wasp_can_meet_and_sio_get_qos_reports_it() {
@@ -43,16 +41,7 @@ fn jl_8_sio_set_qos_takes_what_wasp_can_meet_and_sio_get_qos_reports_it() {
 /// `by_policy`), to a reader outside the guest; returns how long the
 /// guest's blocking send took and how many bytes the reader got.
 fn shaped_send(rate: u32, bucket: u32, bytes: u32, by_policy: bool) -> (Duration, usize) {
-    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = peer.local_addr().unwrap().to_string();
-    let reader = std::thread::spawn(move || {
-        let (mut conn, _) = peer.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let mut all = Vec::new();
-        let _ = conn.read_to_end(&mut all);
-        all.len()
-    });
+    let (addr, reader) = reading_peer();
     let (policy_text, set) = match by_policy {
         true => (
             format!("{LOOPBACK}\n[limits]\nmax-send-rate = {rate}\n"),
@@ -69,7 +58,7 @@ fn shaped_send(rate: u32, bucket: u32, bytes: u32, by_policy: bool) -> (Duration
     );
     let elapsed = started.elapsed();
     assert_eq!(lines[3], format!("ok {bytes}"), "{lines:?}");
-    (elapsed, reader.join().unwrap())
+    (elapsed, reader.join().unwrap().0)
 }
 
 #[test]
@@ -148,16 +137,7 @@ fn as_15_a_throttled_send_is_wsaewouldblock_and_fd_write_follows_when_tokens_ret
 fn jl_8_an_overlapped_stream_keeps_to_its_flow() {
     // 40,000 bytes pending at 100,000 B/s with a 10,000-byte bucket: the
     // completion cannot come before 0.3 s.
-    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = peer.local_addr().unwrap().to_string();
-    let reader = std::thread::spawn(move || {
-        let (mut conn, _) = peer.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let mut all = Vec::new();
-        let _ = conn.read_to_end(&mut all);
-        all.len()
-    });
+    let (addr, reader) = reading_peer();
     let connect = format!("connect s0 {addr}");
     let started = Instant::now();
     let lines = probe(
@@ -179,7 +159,7 @@ fn jl_8_an_overlapped_stream_keeps_to_its_flow() {
         "{lines:?}"
     );
     assert!(elapsed >= Duration::from_millis(280), "sent in {elapsed:?}");
-    assert_eq!(reader.join().unwrap(), 40_000);
+    assert_eq!(reader.join().unwrap().0, 40_000);
 }
 
 /// Runs the probe with `script` under `before`; once its stderr shows

@@ -61,28 +61,29 @@ impl PolicyHandle {
     /// Replaces the policy of every guest running under this handle.
     pub fn replace(&self, policy: Arc<Policy>) {
         let old = self.shared.current.swap(policy.clone());
-        let gates: Vec<Arc<Gate>> = {
-            let mut gates = self
-                .shared
-                .gates
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            gates.retain(|g| g.strong_count() > 0);
-            gates.iter().filter_map(std::sync::Weak::upgrade).collect()
-        };
+        let gates: Vec<Arc<Gate>> = self
+            .live_gates()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
         for gate in gates {
             gate.policy_replaced(&old, &policy);
         }
     }
 
     fn attach(&self, gate: &Arc<Gate>) {
+        self.live_gates().push(Arc::downgrade(gate));
+    }
+
+    /// The gates of the guests still running under this handle.
+    fn live_gates(&self) -> MutexGuard<'_, Vec<std::sync::Weak<Gate>>> {
         let mut gates = self
             .shared
             .gates
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         gates.retain(|g| g.strong_count() > 0);
-        gates.push(Arc::downgrade(gate));
+        gates
     }
 }
 

@@ -117,9 +117,13 @@ struct Kept {
     hold: Option<OverlappedHold>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lane {
+/// The two lanes of a socket's overlapped operations: each keeps the
+/// order of submission (SPEC SE-9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Sends.
     Send = 0,
+    /// Receives.
     Recv = 1,
 }
 
@@ -250,20 +254,15 @@ impl Overlapped {
         })
     }
 
-    /// Whether sends pend (a later send waits for them, SPEC SE-9).
-    pub(crate) fn sends_pending(&self) -> bool {
-        !self.shared.lock().lanes[Lane::Send as usize].is_empty()
+    /// Whether operations pend in `lane` (a later call without an
+    /// overlapped argument waits for them, SPEC SE-9).
+    pub(crate) fn is_pending(&self, lane: Lane) -> bool {
+        !self.shared.lock().lanes[lane as usize].is_empty()
     }
 
-    /// Whether receives pend (a later receive waits for them).
-    pub(crate) fn recvs_pending(&self) -> bool {
-        !self.shared.lock().lanes[Lane::Recv as usize].is_empty()
-    }
-
-    /// Waits until no send pends (`recv`: no receive).
-    pub(crate) fn drained(&self, recv: bool) -> impl Future<Output = ()> + use<> {
+    /// Waits until nothing pends in `lane` (or the socket closes).
+    pub(crate) fn drained(&self, lane: Lane) -> impl Future<Output = ()> + use<> {
         let shared = self.shared.clone();
-        let lane = if recv { Lane::Recv } else { Lane::Send };
         async move {
             loop {
                 let changed = shared.changed.notified();

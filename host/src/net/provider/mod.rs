@@ -24,7 +24,7 @@ use super::buffers::Buffers;
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::{EventLink, Remains};
 use super::gate::{DenialCounts, DeniedBy, Gate, PolicyHandle};
-use super::overlapped::{Operation, Overlapped, OverlappedArg, OverlappedOutcome};
+use super::overlapped::{Lane, Operation, Overlapped, OverlappedArg, OverlappedOutcome};
 use super::qos::Qos;
 use super::queue::MessageQueue;
 use super::reactor::Reactor;

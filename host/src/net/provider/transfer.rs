@@ -93,6 +93,19 @@ async fn send_now(
     }
 }
 
+/// A call without an overlapped argument comes after the overlapped ones
+/// pending in its `lane` (SPEC SE-9): it waits for them, or is
+/// WSAEWOULDBLOCK on a non-blocking socket.
+async fn behind_pending(sock: &Socket, lane: Lane) -> Result<(), WsaError> {
+    if sock.overlapped.is_pending(lane) {
+        if !sock.blocking() {
+            return Err(WsaError::WouldBlock);
+        }
+        sock.overlapped.drained(lane).await;
+    }
+    Ok(())
+}
+
 /// A send in the order of submission (SPEC SE-9). Without an overlapped
 /// argument it comes after the socket's pending overlapped sends (a
 /// non-blocking socket: WSAEWOULDBLOCK while they pend). With one (SE-7):
@@ -107,12 +120,7 @@ async fn send_in_order(
     overlapped: Option<OverlappedArg>,
 ) -> Result<u32, WsaError> {
     let Some(arg) = overlapped else {
-        if sock.overlapped.sends_pending() {
-            if !sock.blocking() {
-                return Err(WsaError::WouldBlock);
-            }
-            sock.overlapped.drained(false).await;
-        }
+        behind_pending(sock, Lane::Send).await?;
         let wait = sock.blocking();
         return send_now(sock, data, flags, to, wait).await;
     };
@@ -120,7 +128,7 @@ async fn send_in_order(
     let native = sock.overlapped_native()?;
     let ticket = sock.overlapped.admit(&arg, data.len(), gate)?;
     let mut sent = 0;
-    if !sock.overlapped.sends_pending() {
+    if !sock.overlapped.is_pending(Lane::Send) {
         match send_now(sock, data, flags, to, false).await {
             Ok(n) if n as usize == data.len() => {
                 sock.overlapped.completed_at_once(ticket, n);
@@ -336,12 +344,7 @@ impl Provider {
         let result = async {
             sock.check_recv(flags)?;
             let Some(arg) = overlapped else {
-                if sock.overlapped.recvs_pending() {
-                    if !sock.blocking() {
-                        return Err(WsaError::WouldBlock);
-                    }
-                    sock.overlapped.drained(true).await;
-                }
+                behind_pending(sock, Lane::Recv).await?;
                 let wait = sock.blocking();
                 return recv_now(sock, cap, flags, recv_scratch, wait).await;
             };
@@ -352,7 +355,7 @@ impl Provider {
             }
             let native = sock.overlapped_native()?;
             let ticket = sock.overlapped.admit(&arg, cap, &guard.gate)?;
-            if !sock.overlapped.recvs_pending() {
+            if !sock.overlapped.is_pending(Lane::Recv) {
                 match recv_now(sock, cap, flags, recv_scratch, false).await {
                     Ok(got) => {
                         sock.overlapped
