@@ -735,3 +735,71 @@ fn as_25_as_26_routing_interface_change_in_a_network_namespace_of_its_own() {
         "{stdout}\n{stderr}"
     );
 }
+
+#[test]
+fn as_25_a_granted_interface_address_appearing_or_going_is_an_address_list_change() {
+    // In a namespace of its own: the probe arms SIO_ADDRESS_LIST_CHANGE
+    // under a policy that lets it bind 10.77.5.0/24. An address outside
+    // the grant appears: nothing. 10.77.5.9 appears: one
+    // FD_ADDRESS_LIST_CHANGE; re-armed, it goes: one more.
+    if !network_namespaces(
+        "as_25_a_granted_interface_address_appearing_or_going_is_an_address_list_change",
+    ) {
+        return;
+    }
+    let policy = policy_file(
+        "address-list",
+        "protocols = [\"udp\"]\n[grants]\nbind = [{ addr = \"10.77.5.0/24\" }]\n",
+    );
+    let err = root().join("target/guests/address-list.err");
+    let setup = format!(
+        "ip link set lo up || exit 90
+         \"$0\" \"$@\" 2> {err} &
+         pid=$!
+         wait_for() {{
+           n=0
+           while [ \"$(grep -c \"$1\" {err})\" -lt \"$2\" ]; do
+             n=$((n+1)); [ $n -gt 3000 ] && {{ kill $pid; exit 91; }}
+             sleep 0.02
+           done
+         }}
+         wait_for '> get q0 1000' 1
+         ip addr add 10.66.0.1/32 dev lo
+         wait_for '> get q0 30000' 1
+         ip addr add 10.77.5.9/32 dev lo
+         wait_for '> get q0 30000' 2
+         ip addr del 10.77.5.9/32 dev lo
+         wait $pid",
+        err = err.display()
+    );
+    let output = run_to_end(
+        Command::new("unshare")
+            .args(["-n", "sh", "-c", &setup])
+            .arg(env!("CARGO_BIN_EXE_wasp"))
+            .arg("run")
+            .arg(guest("probe"))
+            .arg("--policy")
+            .arg(&policy)
+            .args([
+                "--",
+                "queue 4",
+                "socket 2 2 17",
+                "select s0 q0 9 address-list-change",
+                "addrlist s0",
+                "get q0 1000",
+                "get q0 30000",
+                "addrlist s0",
+                "get q0 30000",
+            ]),
+    );
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(output.status.success(), "{:?}\n{stderr}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let change = "ok msg=9 s=s0 event=address-list-change error=none lparam=0x200";
+    assert_eq!(
+        lines[4..],
+        ["ok none", change, "ok", change],
+        "{stdout}\n{stderr}"
+    );
+}

@@ -235,6 +235,31 @@ fn se_11_closing_a_socket_aborts_its_pending_operations() {
 }
 
 #[test]
+fn se_6_sio_flush_aborts_the_pending_sends_but_not_the_receives() {
+    expect(
+        LOOPBACK,
+        &with_pair(&[
+            "send s1 @200000 ov=q0:1",
+            "send s1 END ov=q0:2",
+            "recv s1 16 ov=q0:3",
+            "flush s1",
+            "qdrain q0 8",
+            "overlapped s1 2",
+            "overlapped s1 3",
+        ]),
+        &skip_pair(&[
+            "err WSA_IO_PENDING",
+            "err WSA_IO_PENDING",
+            "err WSA_IO_PENDING",
+            "ok",
+            "ok msg=77 s=s1 done=1 bytes=0 error=WSA_OPERATION_ABORTED | msg=77 s=s1 done=2 bytes=0 error=WSA_OPERATION_ABORTED",
+            "err WSA_OPERATION_ABORTED",
+            "err WSA_IO_INCOMPLETE",
+        ]),
+    );
+}
+
+#[test]
 fn se_11_a_guest_that_ends_with_pending_operations_leaves_nothing_running() {
     // The guest leaves a send pending and ends: the host drops the
     // operation and its socket, so the peer sees the connection end

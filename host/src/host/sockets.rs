@@ -170,6 +170,7 @@ impl Host for WaspCtxView<'_> {
             WitIoctl::SioSetQos(qos) => IoctlCommand::SetQos(qos_request(&qos)),
             WitIoctl::SioGetQos => IoctlCommand::GetQos,
             WitIoctl::SioAddressListChange => IoctlCommand::AddressListChange,
+            WitIoctl::SioFlush => IoctlCommand::Flush,
             WitIoctl::SioRoutingInterfaceChange(to) => {
                 IoctlCommand::RoutingInterfaceChange(socket_addr(to))
             }

@@ -175,6 +175,9 @@ pub struct Gate {
     room: Notify,
     /// What the guest's overlapped operations hold now.
     overlapped: Mutex<OverlappedHeld>,
+    /// The machine's addresses the guest may bind, as last seen (once
+    /// SIO_ADDRESS_LIST_CHANGE asked for interface changes).
+    bindable: Mutex<Option<Vec<IpAddr>>>,
 }
 
 /// The overlapped operations of a guest and the bytes the host holds for
@@ -206,6 +209,7 @@ impl Gate {
             held: AtomicU32::new(0),
             room: Notify::new(),
             overlapped: Mutex::default(),
+            bindable: Mutex::default(),
         });
         handle.attach(&gate);
         gate
@@ -231,15 +235,15 @@ impl Gate {
         let rate_changed = old.limits().max_send_rate != ceiling;
         let list_changed = old.grants_of(NetUse::Bind) != new.grants_of(NetUse::Bind);
         tracing::info!(guest = %self.label, "policy replaced");
-        let sockets: Vec<(Arc<EventLink>, Option<SharedFlow>)> = {
-            let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-            sockets.retain(|t| t.link.strong_count() > 0);
-            sockets
-                .iter()
-                .filter_map(|t| Some((t.link.upgrade()?, t.flow.upgrade())))
-                .collect()
-        };
-        for (link, flow) in sockets {
+        if list_changed {
+            // Interface changes are compared with what the new grants
+            // cover from now on (the change itself is posted below).
+            let now = self.bindable_now();
+            if let Some(last) = self.bindable().as_mut() {
+                *last = now;
+            }
+        }
+        for (link, flow) in self.live_sockets() {
             let reshaped = rate_changed
                 && flow
                     .is_some_and(|f| f.lock().unwrap_or_else(|p| p.into_inner()).reshape(ceiling));
@@ -247,6 +251,58 @@ impl Gate {
                 link.feed(Input::Changed(FdEvents::QOS));
             }
             if list_changed {
+                link.feed(Input::Changed(FdEvents::ADDRESS_LIST_CHANGE));
+            }
+        }
+    }
+
+    /// The guest's sockets that are still open, with their flows.
+    fn live_sockets(&self) -> Vec<(Arc<EventLink>, Option<SharedFlow>)> {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        sockets.retain(|t| t.link.strong_count() > 0);
+        sockets
+            .iter()
+            .filter_map(|t| Some((t.link.upgrade()?, t.flow.upgrade())))
+            .collect()
+    }
+
+    fn bindable(&self) -> MutexGuard<'_, Option<Vec<IpAddr>>> {
+        self.bindable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The machine's addresses that the guest's `bind` grants cover: its
+    /// address list (SPEC AS-25), sorted.
+    fn bindable_now(&self) -> Vec<IpAddr> {
+        let policy = self.policy();
+        let grants = policy.grants_of(NetUse::Bind);
+        let mut list: Vec<IpAddr> = super::sys::local_addresses()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|ip| {
+                grants
+                    .iter()
+                    .any(|g| crate::policy::address::block_contains(&g.net, *ip))
+            })
+            .collect();
+        list.sort();
+        list.dedup();
+        list
+    }
+
+    /// The machine's interfaces changed (a report of the kernel): when the
+    /// addresses the guest may bind changed with them, its sockets get
+    /// FD_ADDRESS_LIST_CHANGE where armed (SPEC AS-25). The first call
+    /// only takes the list as it is.
+    pub(crate) fn interfaces_changed(&self) {
+        let now = self.bindable_now();
+        let changed = {
+            let mut last = self.bindable();
+            let changed = last.as_ref().is_some_and(|l| *l != now);
+            *last = Some(now);
+            changed
+        };
+        if changed {
+            for (link, _) in self.live_sockets() {
                 link.feed(Input::Changed(FdEvents::ADDRESS_LIST_CHANGE));
             }
         }

@@ -277,6 +277,22 @@ impl Overlapped {
         }
     }
 
+    /// SIO_FLUSH (SPEC SE-6): the sends that pend are discarded, each
+    /// completing with `WSA_OPERATION_ABORTED` (what a send had already
+    /// sent stays sent).
+    pub(crate) fn flush_sends(&self) {
+        let mut operations = self.shared.lock();
+        let pending: Vec<Pending> = operations.lanes[Lane::Send as usize].drain(..).collect();
+        for p in pending {
+            self.shared.complete(
+                &mut operations,
+                &p.target,
+                Err(WsaError::OperationAborted),
+                None,
+            );
+        }
+    }
+
     /// The operation of `ticket` completed in its call with `bytes`: its
     /// completion is queued at once (SPEC SE-7).
     pub(crate) fn completed_at_once(&self, ticket: Ticket, bytes: u32) {

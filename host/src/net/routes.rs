@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::engine::EventLink;
+use super::gate::Gate;
 use super::select::Input;
 use crate::error::WsaError;
 
@@ -142,6 +143,46 @@ async fn recheck_on_changes(mut changes: watch::Receiver<u64>, armed: Weak<Mutex
                     link.feed(Input::RouteChanged(now.err()));
                 }
             }
+        }
+    }
+}
+
+/// Watches the machine's interfaces for one guest (SPEC AS-25): after each
+/// change the kernel reports, its gate compares the addresses the guest
+/// may bind. Started at the guest's first SIO_ADDRESS_LIST_CHANGE.
+#[derive(Default)]
+pub(crate) struct InterfaceWatch {
+    task: Option<AbortHandle>,
+}
+
+impl InterfaceWatch {
+    /// Starts watching for `gate` (once); WSAENETDOWN when the kernel's
+    /// changes cannot be watched.
+    pub(crate) fn start(&mut self, gate: &Arc<Gate>) -> Result<(), WsaError> {
+        if self.task.is_some() {
+            return Ok(());
+        }
+        let mut changes = changes().ok_or(WsaError::NetDown)?;
+        // The list as it is now: later changes are compared with it.
+        gate.interfaces_changed();
+        let gate = Arc::downgrade(gate);
+        let task = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                match gate.upgrade() {
+                    Some(gate) => gate.interfaces_changed(),
+                    None => return,
+                }
+            }
+        });
+        self.task = Some(task.abort_handle());
+        Ok(())
+    }
+}
+
+impl Drop for InterfaceWatch {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 }

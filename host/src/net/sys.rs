@@ -193,3 +193,39 @@ pub fn peek_sender_and_destination(socket: &Socket) -> io::Result<(SockAddr, Opt
     }
     Ok((from, to))
 }
+
+/// The IP addresses of the machine's interfaces (`getifaddrs`).
+pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head through the pointer, which
+    // points to a live local; on success the list is freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned, which
+        // stays valid until freeifaddrs.
+        let node = unsafe { &*entry };
+        if !node.ifa_addr.is_null() {
+            // SAFETY: a non-null `ifa_addr` points to a sockaddr whose
+            // family says its real type, read as that type only.
+            let family = i32::from(unsafe { (*node.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let v4 = unsafe { &*(node.ifa_addr as *const libc::sockaddr_in) };
+                let octets = v4.sin_addr.s_addr.to_ne_bytes();
+                addresses.push(IpAddr::from(octets));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let v6 = unsafe { &*(node.ifa_addr as *const libc::sockaddr_in6) };
+                addresses.push(IpAddr::from(v6.sin6_addr.s6_addr));
+            }
+        }
+        entry = node.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(addresses)
+}

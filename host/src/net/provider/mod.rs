@@ -29,7 +29,7 @@ use super::qos::Qos;
 use super::queue::MessageQueue;
 use super::reactor::Reactor;
 use super::rooted::{self, JoinCell, Rooted};
-use super::routes::RouteWatches;
+use super::routes::{InterfaceWatch, RouteWatches};
 use super::select::{FdEvents, Input, Reenable};
 use super::socket::{BroadcastProbe, Membership, MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
@@ -158,6 +158,9 @@ pub struct Provider {
     reactor: Arc<Reactor>,
     /// Destinations armed with SIO_ROUTING_INTERFACE_CHANGE.
     routes: RouteWatches,
+    /// The machine's interfaces, watched once SIO_ADDRESS_LIST_CHANGE was
+    /// issued.
+    interfaces: InterfaceWatch,
 }
 
 impl Provider {
@@ -181,6 +184,7 @@ impl Provider {
             memory_limit: usize::MAX,
             recv_scratch: Vec::new(),
             routes: RouteWatches::default(),
+            interfaces: InterfaceWatch::default(),
         }
     }
 

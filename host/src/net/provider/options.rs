@@ -17,6 +17,8 @@ pub enum IoctlCommand {
     GetQos,
     /// SIO_ADDRESS_LIST_CHANGE: arms FD_ADDRESS_LIST_CHANGE.
     AddressListChange,
+    /// SIO_FLUSH: discards the overlapped sends that pend.
+    Flush,
     /// SIO_ROUTING_INTERFACE_CHANGE: arms FD_ROUTING_INTERFACE_CHANGE for
     /// a destination.
     RoutingInterfaceChange(SocketAddr),
@@ -128,6 +130,15 @@ impl Provider {
         if let IoctlCommand::RoutingInterfaceChange(to) = command {
             return self.watch_route(s, to).map(|()| IoctlReply::None);
         }
+        if command == IoctlCommand::AddressListChange {
+            // Arms FD_ADDRESS_LIST_CHANGE (SPEC AS-13, AS-25): a policy
+            // change or an interface change of a granted address.
+            self.socket(s)?
+                .link
+                .feed(Input::Reenabled(Reenable::AddressListChange));
+            self.interfaces.start(&self.guard.gate)?;
+            return Ok(IoctlReply::None);
+        }
         let sock = self.socket(s)?;
         match command {
             IoctlCommand::NonBlocking(on) => {
@@ -153,12 +164,11 @@ impl Provider {
                 Ok(IoctlReply::Qos(sock.flow().effective()))
             }
             IoctlCommand::RoutingInterfaceChange(_) => Ok(IoctlReply::None),
-            IoctlCommand::AddressListChange => {
-                // Arms FD_ADDRESS_LIST_CHANGE (SPEC AS-13, AS-25).
-                sock.link
-                    .feed(Input::Reenabled(Reenable::AddressListChange));
+            IoctlCommand::Flush => {
+                sock.overlapped.flush_sends();
                 Ok(IoctlReply::None)
             }
+            IoctlCommand::AddressListChange => Ok(IoctlReply::None),
         }
     }
 

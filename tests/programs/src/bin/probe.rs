@@ -394,6 +394,11 @@ impl Probe {
                 wsp::wsp_ioctl(self.sock(arg(1)), &command)?;
                 Ok(String::new())
             }
+            // flush S: SIO_FLUSH (discards pending overlapped sends)
+            "flush" => {
+                wsp::wsp_ioctl(self.sock(arg(1)), &IoctlCommand::SioFlush)?;
+                Ok(String::new())
+            }
             // addrlist S: SIO_ADDRESS_LIST_CHANGE (arms FD_ADDRESS_LIST_CHANGE)
             "addrlist" => {
                 wsp::wsp_ioctl(self.sock(arg(1)), &IoctlCommand::SioAddressListChange)?;
