@@ -15,6 +15,9 @@
 //! | 5 | the plugin went over its CPU time limit |
 //! | 6 | the plugin went over its wall-clock time limit |
 //! | 7 | the plugin went over its CPU share limit |
+//! | 8 | not a component (a core module) |
+//! | 9 | not a WASI command (no `wasi:cli/run` export) |
+//! | 10 | it imports an interface wasp does not provide |
 //!
 //! SIGHUP reloads the policy file into the running plugin (SPEC AS-24,
 //! AS-25).
@@ -26,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use wasp_host::check::PluginError;
 use wasp_host::run::{GuestOptions, GuestStopped, InstantiationFailed, PluginHost};
 use wasp_host::{Policy, PolicyHandle};
 
@@ -38,6 +42,9 @@ Exit status: the plugin's own when it ends by itself (0 for success); otherwise:
   5  CPU time limit exceeded
   6  wall-clock time limit exceeded
   7  CPU share limit exceeded
+  8  not a component (a core module: the message says how to wrap it)
+  9  not a WASI command (it does not export wasi:cli/run)
+  10 it imports an interface wasp does not provide (the message names it)
 
 SIGHUP reloads the policy file into the running plugin (its sockets get FD_QOS
 where their send rate changed, FD_ADDRESS_LIST_CHANGE where armed); a file
@@ -105,6 +112,8 @@ fn positive_seconds(text: &str) -> Result<Duration, String> {
 enum Failure {
     /// Usage, policy, load or instantiation error (status 2).
     Setup(anyhow::Error),
+    /// The file is not a plugin wasp can run (statuses 8 to 10).
+    NotAPlugin(PluginError),
     /// The plugin trapped or was stopped at a limit.
     Run(wasmtime::Error),
 }
@@ -145,6 +154,14 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
                 Err(Failure::Run(err)) => report_stop(&err),
+                Err(Failure::NotAPlugin(err)) => {
+                    eprintln!("wasp: error: cannot run this plugin: {err}");
+                    ExitCode::from(match err {
+                        PluginError::NotWasm(_) | PluginError::NotAComponent => 8,
+                        PluginError::NotACommand { .. } => 9,
+                        PluginError::UnknownImport(_) => 10,
+                    })
+                }
             }
         }
     }
@@ -195,9 +212,13 @@ fn run(
         .map_err(Failure::Setup)?;
     let component = host
         .load(&plugin)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("cannot load plugin {}", plugin.display()))
-        .map_err(Failure::Setup)?;
+        .map_err(|e| match e.downcast::<PluginError>() {
+            Ok(not_a_plugin) => Failure::NotAPlugin(not_a_plugin),
+            Err(e) => Failure::Setup(anyhow::anyhow!(
+                "cannot load plugin {}: {e:#}",
+                plugin.display()
+            )),
+        })?;
     let name = plugin
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -367,9 +367,14 @@ impl PluginHost {
         &self.engine
     }
 
-    /// Compiles a component from a `.wasm` file.
+    /// Compiles a plugin from a `.wasm` file, after checking from its bytes
+    /// that it is a WASI command component importing only what the host
+    /// provides (a [`PluginError`](crate::check::PluginError) as the
+    /// error's root cause otherwise, before any compiling).
     pub fn load(&self, path: impl AsRef<Path>) -> wasmtime::Result<Component> {
-        Component::from_file(&self.engine, path)
+        let bytes = std::fs::read(path)?;
+        crate::check::check_plugin(&bytes)?;
+        Component::new(&self.engine, &bytes)
     }
 
     /// Runs `component` as a WASI command to its end and returns its exit

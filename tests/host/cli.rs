@@ -803,3 +803,75 @@ fn as_25_a_granted_interface_address_appearing_or_going_is_an_address_list_chang
         "{stdout}\n{stderr}"
     );
 }
+
+/// `text` (WebAssembly text) written as a `.wasm` file for one test.
+fn wasm_file(name: &str, text: &str) -> PathBuf {
+    let path = root().join("target/guests").join(format!("{name}.wasm"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, wat::parse_str(text).unwrap()).unwrap();
+    path
+}
+
+/// `wasp run FILE` under the echo policy: its status and stderr.
+fn run_file(path: &std::path::Path) -> (Option<i32>, String) {
+    let output = run_to_end(
+        wasp()
+            .arg("run")
+            .arg(path)
+            .arg("--policy")
+            .arg(echo_policy()),
+    );
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_core_module_is_refused_before_compiling_with_how_to_wrap_it() {
+    let path = wasm_file("core-module", r#"(module (func (export "_start")))"#);
+    let (status, stderr) = run_file(&path);
+    assert_eq!(status, Some(8), "{stderr}");
+    assert!(stderr.contains("not a component"), "{stderr}");
+    assert!(stderr.contains("wasm-tools component new"), "{stderr}");
+    assert!(!stderr.contains("trap"), "{stderr}");
+}
+
+#[test]
+fn a_component_that_is_not_a_wasi_command_is_refused_naming_wasi_cli_run() {
+    let path = wasm_file(
+        "library-component",
+        r#"(component
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func $f (canon lift (core func $i "f")))
+             (instance $api (export "f" (func $f)))
+             (export "acme:lib/api@1.0.0" (instance $api)))"#,
+    );
+    let (status, stderr) = run_file(&path);
+    assert_eq!(status, Some(9), "{stderr}");
+    assert!(
+        stderr.contains("does not export `wasi:cli/run`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("acme:lib/api@1.0.0"), "{stderr}");
+    assert!(!stderr.contains("trap"), "{stderr}");
+}
+
+#[test]
+fn a_component_importing_what_wasp_does_not_provide_is_refused_naming_the_import() {
+    let path = wasm_file(
+        "foreign-import",
+        r#"(component
+             (import "acme:gpu/compute@0.1.0" (instance))
+             (core module $m (func (export "run") (result i32) (i32.const 0)))
+             (core instance $i (instantiate $m))
+             (func $run (result (result)) (canon lift (core func $i "run")))
+             (instance $cli (export "run" (func $run)))
+             (export "wasi:cli/run@0.2.0" (instance $cli)))"#,
+    );
+    let (status, stderr) = run_file(&path);
+    assert_eq!(status, Some(10), "{stderr}");
+    assert!(stderr.contains("`acme:gpu/compute@0.1.0`"), "{stderr}");
+    assert!(!stderr.contains("trap"), "{stderr}");
+}
