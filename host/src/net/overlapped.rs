@@ -174,6 +174,17 @@ struct Shared {
 }
 
 impl Shared {
+    /// Completes everything pending in `lanes` with
+    /// `WSA_OPERATION_ABORTED`, in order.
+    fn abort(&self, operations: &mut Operations, lanes: &[Lane]) {
+        for lane in lanes {
+            let pending: Vec<Pending> = operations.lanes[*lane as usize].drain(..).collect();
+            for p in pending {
+                self.complete(operations, &p.target, Err(WsaError::OperationAborted), None);
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Operations> {
         self.operations
             .lock()
@@ -282,15 +293,7 @@ impl Overlapped {
     /// sent stays sent).
     pub(crate) fn flush_sends(&self) {
         let mut operations = self.shared.lock();
-        let pending: Vec<Pending> = operations.lanes[Lane::Send as usize].drain(..).collect();
-        for p in pending {
-            self.shared.complete(
-                &mut operations,
-                &p.target,
-                Err(WsaError::OperationAborted),
-                None,
-            );
-        }
+        self.shared.abort(&mut operations, &[Lane::Send]);
     }
 
     /// The operation of `ticket` completed in its call with `bytes`: its
@@ -384,19 +387,8 @@ impl Drop for Overlapped {
         for task in operations.tasks.iter_mut().filter_map(Option::take) {
             task.abort();
         }
-        let pending: Vec<Pending> = operations
-            .lanes
-            .iter_mut()
-            .flat_map(|lane| lane.drain(..))
-            .collect();
-        for p in pending {
-            self.shared.complete(
-                &mut operations,
-                &p.target,
-                Err(WsaError::OperationAborted),
-                None,
-            );
-        }
+        self.shared
+            .abort(&mut operations, &[Lane::Send, Lane::Recv]);
         self.shared.changed.notify_waiters();
     }
 }

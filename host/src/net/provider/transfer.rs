@@ -12,8 +12,10 @@ use crate::net::socket::recv_flags;
 /// were refused).
 fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
     let would_block = result == Err(WsaError::WouldBlock);
-    match &sock.shaper() {
-        Some(shaper) if would_block && shaper.is_empty() => {
+    // Only a send that would block asks for the socket's flow.
+    let throttled = would_block.then(|| sock.shaper()).flatten();
+    match &throttled {
+        Some(shaper) if shaper.is_empty() => {
             sock.link.sent(false);
             if let Some(delay) = shaper.arm_wake() {
                 let (link, shaper) = (sock.link.clone(), shaper.clone());
