@@ -167,7 +167,7 @@ impl EventQueue {
 
     /// A `wasi:io` pollable, ready when an event waits.
     pub fn subscribe(&self) -> Pollable {
-        self.raw.subscribe()
+        crate::raw::readiness::subscribe(&self.raw)
     }
 
     /// How often events were held back because the queue was full.

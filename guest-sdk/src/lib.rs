@@ -83,7 +83,7 @@ pub mod raw {
         world: "wasp:spi/plugin",
         generate_all,
     });
-    pub use wasp::spi::{messages, sockets, types};
+    pub use wasp::spi::{messages, readiness, sockets, types};
 }
 
 pub use error::{Result, WsaError};

@@ -20,6 +20,7 @@ wasmtime::component::bindgen!({
         "wasp:spi/messages.[method]message-queue.len": trappable,
         "wasp:spi/messages.[method]message-queue.overflows": trappable,
         "wasp:spi/messages": async | trappable,
+        "wasp:spi/readiness": async | trappable,
         default: async,
     },
     with: {
@@ -28,4 +29,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use wasp::spi::{messages, sockets, types};
+pub use wasp::spi::{messages, readiness, sockets, types};

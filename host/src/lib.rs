@@ -118,6 +118,7 @@ impl HasData for HasWasp {
 pub fn add_to_linker<T: WaspView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     bindings::types::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
     bindings::messages::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
+    bindings::readiness::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
     bindings::sockets::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Glue for `wasp:spi/messages`: the guest's message-queue resource and
-//! its pollable. Decides nothing: the queue itself is `net::queue`.
+//! Glue for `wasp:spi/messages` and `wasp:spi/readiness`: the guest's
+//! message-queue resource and its pollable. Decides nothing: the queue itself is `net::queue`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,6 +12,7 @@ use crate::WaspCtxView;
 use crate::bindings::messages::{
     Completion as WitCompletion, Host, HostMessageQueue, Message as WitMessage,
 };
+use crate::bindings::readiness;
 use crate::bindings::types::ErrorCode;
 use crate::net::queue::{Message, MessageQueue};
 
@@ -109,23 +110,6 @@ impl HostMessageQueue for WaspCtxView<'_> {
             .collect())
     }
 
-    async fn subscribe(
-        &mut self,
-        handle: Resource<GuestQueue>,
-    ) -> wasmtime::Result<Resource<DynPollable>> {
-        let shared = queue(self, &handle)?;
-        let live = self.ctx.pollables.clone();
-        if live.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUE_POLLABLES {
-            live.fetch_sub(1, Ordering::Relaxed);
-            wasmtime::bail!("the guest holds more than {MAX_QUEUE_POLLABLES} queue pollables");
-        }
-        let watch = self.table.push(QueueWatch {
-            queue: shared,
-            live,
-        })?;
-        subscribe(self.table, watch)
-    }
-
     fn len(&mut self, handle: Resource<GuestQueue>) -> wasmtime::Result<u32> {
         Ok(queue(self, &handle)?.len() as u32)
     }
@@ -144,5 +128,24 @@ impl HostMessageQueue for WaspCtxView<'_> {
         queue.0.close();
         self.ctx.close_queue();
         Ok(())
+    }
+}
+
+impl readiness::Host for WaspCtxView<'_> {
+    async fn subscribe(
+        &mut self,
+        handle: Resource<GuestQueue>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let shared = queue(self, &handle)?;
+        let live = self.ctx.pollables.clone();
+        if live.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUE_POLLABLES {
+            live.fetch_sub(1, Ordering::Relaxed);
+            wasmtime::bail!("the guest holds more than {MAX_QUEUE_POLLABLES} queue pollables");
+        }
+        let watch = self.table.push(QueueWatch {
+            queue: shared,
+            live,
+        })?;
+        subscribe(self.table, watch)
     }
 }

@@ -617,14 +617,14 @@ impl Probe {
             // subscribe qN: a pollable pN; ready pN: whether it is ready now;
             // block pN: waits for it
             "subscribe" => {
-                let pollable = self.queue(arg(1)).subscribe();
+                let pollable = wasp_guest::raw::readiness::subscribe(self.queue(arg(1)));
                 self.pollables.push(pollable);
                 Ok(format!("p{}", self.pollables.len() - 1))
             }
             // subscribe-many qN N: N pollables of qN, kept
             "subscribe-many" => {
                 for _ in 0..arg(2).parse::<usize>().expect("count") {
-                    let pollable = self.queue(arg(1)).subscribe();
+                    let pollable = wasp_guest::raw::readiness::subscribe(self.queue(arg(1)));
                     self.pollables.push(pollable);
                 }
                 Ok(self.pollables.len().to_string())
