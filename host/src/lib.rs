@@ -15,6 +15,7 @@
 //! and call [`add_to_linker`]; or let [`run::PluginHost`] do all of it for
 //! plugins that are WASI commands.
 
+pub mod cache;
 pub mod check;
 pub mod error;
 pub mod net;

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use wasp_host::cache::CompileCache;
 use wasp_host::check::PluginError;
 use wasp_host::run::{GuestOptions, GuestStopped, InstantiationFailed, PluginHost};
 use wasp_host::{Policy, PolicyHandle};
@@ -85,10 +86,27 @@ enum Command {
         /// (overrides the policy's `max-cpu-share`).
         #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
         max_cpu_share: Option<u8>,
+        /// Where compiled plugins are kept, so that a plugin is compiled
+        /// once (default: $WASP_CACHE_DIR, else $XDG_CACHE_HOME/wasp, else
+        /// ~/.cache/wasp).
+        #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Compile the plugin without reading or writing the compile cache.
+        #[arg(long)]
+        no_cache: bool,
         /// Arguments passed to the plugin.
         #[arg(last = true)]
         args: Vec<String>,
     },
+}
+
+/// Where `wasp run` keeps compiled plugins: `None` with `--no-cache`.
+fn cache_dir(flag: Option<PathBuf>, no_cache: bool) -> Option<PathBuf> {
+    if no_cache {
+        None
+    } else {
+        flag.or_else(CompileCache::default_dir)
+    }
 }
 
 /// The limits given on the command line, each overriding the policy's.
@@ -135,6 +153,8 @@ fn main() -> ExitCode {
             max_cpu_seconds,
             max_wall_seconds,
             max_cpu_share,
+            cache_dir: cache_flag,
+            no_cache,
             args,
         } => {
             let flags = LimitFlags {
@@ -143,7 +163,8 @@ fn main() -> ExitCode {
                 wall_time: max_wall_seconds,
                 cpu_share: max_cpu_share,
             };
-            match run(plugin, policy, flags, args) {
+            let cache = cache_dir(cache_flag, no_cache);
+            match run(plugin, policy, flags, cache, args) {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(status) => {
                     eprintln!("wasp: plugin exited with status {status}");
@@ -195,6 +216,7 @@ fn run(
     plugin: PathBuf,
     policy: PathBuf,
     flags: LimitFlags,
+    cache: Option<PathBuf>,
     args: Vec<String>,
 ) -> Result<i32, Failure> {
     let policy_path = policy;
@@ -210,15 +232,23 @@ fn run(
     let host = PluginHost::new()
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .map_err(Failure::Setup)?;
-    let component = host
-        .load(&plugin)
-        .map_err(|e| match e.downcast::<PluginError>() {
-            Ok(not_a_plugin) => Failure::NotAPlugin(not_a_plugin),
-            Err(e) => Failure::Setup(anyhow::anyhow!(
-                "cannot load plugin {}: {e:#}",
-                plugin.display()
-            )),
-        })?;
+    // A cache that cannot be used is a slower start, not a failure.
+    let cache = cache.and_then(|dir| {
+        CompileCache::open(dir)
+            .inspect_err(|e| eprintln!("wasp: warning: {e}; compiling without a cache"))
+            .ok()
+    });
+    let loaded = match &cache {
+        Some(cache) => host.load_cached(&plugin, cache),
+        None => host.load(&plugin),
+    };
+    let component = loaded.map_err(|e| match e.downcast::<PluginError>() {
+        Ok(not_a_plugin) => Failure::NotAPlugin(not_a_plugin),
+        Err(e) => Failure::Setup(anyhow::anyhow!(
+            "cannot load plugin {}: {e:#}",
+            plugin.display()
+        )),
+    })?;
     let name = plugin
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

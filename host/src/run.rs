@@ -33,6 +33,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::cache::CompileCache;
 use crate::policy::{CPU_SHARE_WINDOW, Limits};
 use crate::{Policy, PolicyHandle, WaspCtx, WaspCtxView, WaspView};
 
@@ -323,6 +324,13 @@ fn pooled_instances() -> InstanceAllocationStrategy {
     InstanceAllocationStrategy::Pooling(pool)
 }
 
+/// A plugin file's bytes, checked ([`crate::check::check_plugin`]).
+fn read_plugin(path: &Path) -> wasmtime::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)?;
+    crate::check::check_plugin(&bytes)?;
+    Ok(bytes)
+}
+
 /// An engine and linker for running plugins; share one across guests.
 pub struct PluginHost {
     engine: Engine,
@@ -372,9 +380,18 @@ impl PluginHost {
     /// provides (a [`PluginError`](crate::check::PluginError) as the
     /// error's root cause otherwise, before any compiling).
     pub fn load(&self, path: impl AsRef<Path>) -> wasmtime::Result<Component> {
-        let bytes = std::fs::read(path)?;
-        crate::check::check_plugin(&bytes)?;
-        Component::new(&self.engine, &bytes)
+        Component::new(&self.engine, &read_plugin(path.as_ref())?)
+    }
+
+    /// [`PluginHost::load`] through a compile cache: a plugin compiled
+    /// before by this wasp and engine is loaded compiled, any other is
+    /// compiled and stored. The same checks come first.
+    pub fn load_cached(
+        &self,
+        path: impl AsRef<Path>,
+        cache: &CompileCache,
+    ) -> wasmtime::Result<Component> {
+        cache.component(&self.engine, &read_plugin(path.as_ref())?)
     }
 
     /// Runs `component` as a WASI command to its end and returns its exit

@@ -10,8 +10,11 @@ use crate::common::{guest, root};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The `wasp` binary, its compile cache under `target/` (not the user's).
 fn wasp() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wasp"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
+    command.env("WASP_CACHE_DIR", root().join("target/wasp-cache"));
+    command
 }
 
 /// A policy file written for one test, under `target/guests/`.
@@ -877,4 +880,101 @@ fn a_component_importing_what_wasp_does_not_provide_is_refused_naming_the_import
     assert_eq!(status, Some(10), "{stderr}");
     assert!(stderr.contains("`acme:gpu/compute@0.1.0`"), "{stderr}");
     assert!(!stderr.contains("trap"), "{stderr}");
+}
+
+/// A fresh compile-cache directory for one test.
+fn cache_dir(name: &str) -> PathBuf {
+    let dir = root().join("target/guests/caches").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The compiled plugins in `dir`.
+fn cache_entries(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|listing| listing.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+/// `wasp run GUEST --cache-dir DIR -- denied 9` (the conformance guest's
+/// denied connect, or any guest's run): stdout and stderr.
+fn run_cached(plugin: &str, dir: &std::path::Path) -> (String, String) {
+    let output = run_to_end(
+        wasp_run(plugin, &root().join("tests/conformance/policy.toml"))
+            .arg("--cache-dir")
+            .arg(dir)
+            .args(["--", "denied", "9"]),
+    );
+    assert!(
+        output.status.success() || plugin != "conformance",
+        "{output:?}"
+    );
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_plugin_is_compiled_once_and_a_changed_or_damaged_entry_compiles_again() {
+    let dir = cache_dir("once");
+    let (first, _) = run_cached("conformance", &dir);
+    assert!(first.starts_with("connect: 10013 WSAEACCES"), "{first}");
+    let entries = cache_entries(&dir);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "the cache is private to its user");
+
+    // Loaded from the cache: the same output, no new entry.
+    let (second, stderr) = run_cached("conformance", &dir);
+    assert_eq!(second, first, "{stderr}");
+    assert_eq!(cache_entries(&dir), entries);
+
+    // Another plugin is another entry.
+    run_cached("probe", &dir);
+    assert_eq!(cache_entries(&dir).len(), 2);
+
+    // A damaged entry is compiled again, never loaded.
+    let whole = std::fs::metadata(&entries[0]).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&entries[0])
+        .unwrap()
+        .set_len(whole / 2)
+        .unwrap();
+    let (third, stderr) = run_cached("conformance", &dir);
+    assert_eq!(third, first, "{stderr}");
+    assert!(stderr.contains("is damaged; compiling again"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&entries[0]).unwrap().len(),
+        whole,
+        "rewritten whole"
+    );
+}
+
+#[test]
+fn a_cache_directory_others_may_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cache_dir("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (stdout, stderr) = run_cached("conformance", &dir);
+    assert!(stdout.starts_with("connect: 10013 WSAEACCES"), "{stdout}");
+    assert!(stderr.contains("is not private to this user"), "{stderr}");
+    assert!(cache_entries(&dir).is_empty());
+}
+
+#[test]
+fn no_cache_neither_reads_nor_writes_the_cache() {
+    let dir = cache_dir("none");
+    let output = run_to_end(
+        wasp_run("conformance", &root().join("tests/conformance/policy.toml"))
+            .env("WASP_CACHE_DIR", &dir)
+            .args(["--no-cache", "--", "denied", "9"]),
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(!dir.exists());
 }
