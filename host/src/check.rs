@@ -43,8 +43,9 @@ impl fmt::Display for PluginError {
             Self::NotWasm(why) => write!(f, "not a WebAssembly file: {why}"),
             Self::NotAComponent => f.write_str(
                 "a core WebAssembly module, not a component: wrap it as a WASI command \
-                 with `wasm-tools component new MODULE.wasm --adapt \
-                 wasi_snapshot_preview1.command.wasm -o PLUGIN.wasm` \
+                 with `cargo run -p wasp-c-tool -- componentize MODULE.wasm -o PLUGIN.wasm` \
+                 (the C SDK's tool, guest-sdk/c) or `wasm-tools component new MODULE.wasm \
+                 --adapt wasi_snapshot_preview1.command.wasm -o PLUGIN.wasm` \
                  (or build for the wasm32-wasip2 target)",
             ),
             Self::NotACommand { exports } => write!(

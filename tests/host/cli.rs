@@ -11,7 +11,7 @@ use crate::common::{guest, root};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The `wasp` binary, its compile cache under `target/` (not the user's).
-fn wasp() -> Command {
+pub(crate) fn wasp() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
     command.env("WASP_CACHE_DIR", root().join("target/wasp-cache"));
     command
@@ -41,12 +41,17 @@ fn echo_policy() -> PathBuf {
 }
 
 /// Waits for `child` to exit, killing it past the deadline.
-fn finish(mut child: Child) -> Output {
+fn finish(child: Child) -> Output {
+    finish_within(child, DEADLINE)
+}
+
+/// Waits for `child` to exit, killing it past `deadline`.
+pub(crate) fn finish_within(mut child: Child, deadline: Duration) -> Output {
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > DEADLINE {
+        if start.elapsed() > deadline {
             child.kill().unwrap();
-            panic!("wasp did not exit within {DEADLINE:?}");
+            panic!("wasp did not exit within {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -6,6 +6,7 @@ mod common;
 mod async_select;
 mod cli;
 mod companions;
+mod conformance;
 mod deny_matrix;
 mod deny_sockets;
 mod fuzz_replay;
