@@ -1,15 +1,18 @@
-//! The `wasp` command line: runs a network plugin under a policy file.
+//! The `wasp` command line: runs a network plugin under a policy file, and
+//! checks policy files.
 //!
 //! ```text
-//! wasp run PLUGIN.wasm --policy POLICY.toml [LIMITS] [-- ARGS...]
+//! wasp run PLUGIN.wasm --policy POLICY.toml [LIMITS] [--env KEY=VALUE] [-- ARGS...]
+//! wasp policy check POLICY.toml [--strict]
 //! ```
 //!
-//! Exit status: the plugin's own when it ends by itself (0 for success);
+//! Exit status of `wasp run`: the plugin's own when it ends by itself (0 for
+//! success, 1 for failure: a WASI 0.2 command reports only these);
 //! otherwise wasp's, with one line on stderr saying why:
 //!
 //! | status | meaning |
 //! | --- | --- |
-//! | 2 | usage error, invalid policy, or a plugin that cannot be loaded or instantiated |
+//! | 2 | usage error or invalid configuration (policy file, `--env`) |
 //! | 3 | the plugin trapped |
 //! | 4 | the plugin went over its memory limit |
 //! | 5 | the plugin went over its CPU time limit |
@@ -18,14 +21,17 @@
 //! | 8 | not a component (a core module) |
 //! | 9 | not a WASI command (no `wasi:cli/run` export) |
 //! | 10 | it imports an interface wasp does not provide |
+//! | 11 | the plugin cannot be loaded or instantiated otherwise |
 //!
 //! SIGHUP reloads the policy file into the running plugin (SPEC AS-24,
 //! AS-25).
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -34,10 +40,14 @@ use wasp_host::check::PluginError;
 use wasp_host::run::{GuestOptions, GuestStopped, InstantiationFailed, PluginHost};
 use wasp_host::{Policy, PolicyHandle};
 
+use cli::logging::{self, LogFormat};
+use cli::policy_check;
+
 /// How `wasp run` ends, for `--help`.
 const EXIT_STATUS_HELP: &str = "\
-Exit status: the plugin's own when it ends by itself (0 for success); otherwise:
-  2  usage error, invalid policy, or a plugin that cannot be loaded
+Exit status: the plugin's own when it ends by itself (0 for success, 1 for
+failure); otherwise:
+  2  usage error or invalid configuration (policy file, --env)
   3  the plugin trapped
   4  memory limit (--memory-mib) exceeded
   5  CPU time limit exceeded
@@ -46,6 +56,8 @@ Exit status: the plugin's own when it ends by itself (0 for success); otherwise:
   8  not a component (a core module: the message says how to wrap it)
   9  not a WASI command (it does not export wasi:cli/run)
   10 it imports an interface wasp does not provide (the message names it)
+  11 the plugin cannot be loaded or instantiated otherwise (unreadable,
+     invalid, failed to compile or instantiate)
 
 SIGHUP reloads the policy file into the running plugin (its sockets get FD_QOS
 where their send rate changed, FD_ADDRESS_LIST_CHANGE where armed); a file
@@ -56,6 +68,10 @@ that does not parse is reported and the policy in force is kept.";
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Format of wasp's own log lines on stderr (filtered by WASP_LOG: a
+    /// level such as `debug` applies to wasp's lines only).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,10 +110,40 @@ enum Command {
         /// Compile the plugin without reading or writing the compile cache.
         #[arg(long)]
         no_cache: bool,
+        /// An environment variable given to the plugin (repeatable); the
+        /// plugin sees no other.
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_var)]
+        env: Vec<(String, String)>,
         /// Arguments passed to the plugin.
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file, print what it grants in plain words and warn
+    /// about what looks like a mistake (it grants nothing, grants overlap,
+    /// a grant of every address or of every port). Exit status 0 when
+    /// valid, 2 when not (1 with --strict when there are warnings).
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+        /// Exit with status 1 when there are warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+/// `KEY=VALUE` of `--env`.
+fn env_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
 }
 
 /// Where `wasp run` keeps compiled plugins: `None` with `--no-cache`.
@@ -128,8 +174,10 @@ fn positive_seconds(text: &str) -> Result<Duration, String> {
 
 /// How a run failed: before the plugin ran, or while it ran.
 enum Failure {
-    /// Usage, policy, load or instantiation error (status 2).
+    /// Invalid configuration or a failure of wasp's own set-up (status 2).
     Setup(anyhow::Error),
+    /// The plugin cannot be read or compiled (status 11).
+    CannotLoad(anyhow::Error),
     /// The file is not a plugin wasp can run (statuses 8 to 10).
     NotAPlugin(PluginError),
     /// The plugin trapped or was stopped at a limit.
@@ -138,14 +186,11 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASP_LOG")
-                .unwrap_or_else(|_| "warn,wasp_host=info".into()),
-        )
-        .init();
+    logging::init(cli.log_format);
     match cli.command {
+        Command::Policy(PolicyCommand::Check { file, strict }) => {
+            policy_check::check(&file, strict)
+        }
         Command::Run {
             plugin,
             policy,
@@ -155,71 +200,116 @@ fn main() -> ExitCode {
             max_cpu_share,
             cache_dir: cache_flag,
             no_cache,
+            env,
             args,
         } => {
-            let flags = LimitFlags {
-                memory_mib,
-                cpu_time: max_cpu_seconds,
-                wall_time: max_wall_seconds,
-                cpu_share: max_cpu_share,
+            let request = RunRequest {
+                plugin,
+                policy,
+                limits: LimitFlags {
+                    memory_mib,
+                    cpu_time: max_cpu_seconds,
+                    wall_time: max_wall_seconds,
+                    cpu_share: max_cpu_share,
+                },
+                cache: cache_dir(cache_flag, no_cache),
+                env,
+                args,
             };
-            let cache = cache_dir(cache_flag, no_cache);
-            match run(plugin, policy, flags, cache, args) {
-                Ok(0) => ExitCode::SUCCESS,
+            let started = Instant::now();
+            let name = request.name();
+            let status = match run(request) {
+                Ok(0) => 0,
                 Ok(status) => {
                     eprintln!("wasp: plugin exited with status {status}");
-                    ExitCode::from(u8::try_from(status).unwrap_or(1).max(1))
+                    u8::try_from(status).unwrap_or(1).max(1)
                 }
                 Err(Failure::Setup(err)) => {
                     eprintln!("wasp: error: {err:#}");
-                    ExitCode::from(2)
+                    cli::EXIT_CONFIGURATION
+                }
+                Err(Failure::CannotLoad(err)) => {
+                    eprintln!("wasp: error: {err:#}");
+                    cli::EXIT_CANNOT_LOAD
                 }
                 Err(Failure::Run(err)) => report_stop(&err),
                 Err(Failure::NotAPlugin(err)) => {
                     eprintln!("wasp: error: cannot run this plugin: {err}");
-                    ExitCode::from(match err {
-                        PluginError::NotWasm(_) | PluginError::NotAComponent => 8,
-                        PluginError::NotACommand { .. } => 9,
-                        PluginError::UnknownImport(_) => 10,
-                    })
+                    match err {
+                        PluginError::NotWasm(_) | PluginError::NotAComponent => {
+                            cli::EXIT_NOT_A_COMPONENT
+                        }
+                        PluginError::NotACommand { .. } => cli::EXIT_NOT_A_COMMAND,
+                        PluginError::UnknownImport(_) => cli::EXIT_UNKNOWN_IMPORT,
+                    }
                 }
-            }
+            };
+            tracing::info!(
+                plugin = %name,
+                status,
+                reason = cli::exit_reason(status),
+                seconds = started.elapsed().as_secs_f64(),
+                "plugin ended"
+            );
+            ExitCode::from(status)
         }
     }
 }
 
 /// Prints one line saying why the plugin ended and returns the status that
 /// says it (see [`EXIT_STATUS_HELP`]).
-fn report_stop(err: &wasmtime::Error) -> ExitCode {
+fn report_stop(err: &wasmtime::Error) -> u8 {
     tracing::debug!("the plugin ended with {err:?}");
     if let Some(stop) = err.downcast_ref::<GuestStopped>() {
         eprintln!("wasp: plugin stopped: {stop}");
-        return ExitCode::from(match stop {
-            GuestStopped::Memory(_) => 4,
-            GuestStopped::CpuTime(_) => 5,
-            GuestStopped::WallTime(_) => 6,
-            GuestStopped::CpuShare(_) => 7,
-        });
+        return match stop {
+            GuestStopped::Memory(_) => cli::EXIT_MEMORY,
+            GuestStopped::CpuTime(_) => cli::EXIT_CPU_TIME,
+            GuestStopped::WallTime(_) => cli::EXIT_WALL_TIME,
+            GuestStopped::CpuShare(_) => cli::EXIT_CPU_SHARE,
+        };
     }
     if err.downcast_ref::<InstantiationFailed>().is_some() {
         eprintln!(
             "wasp: error: cannot instantiate the plugin: {}",
             err.root_cause()
         );
-        return ExitCode::from(2);
+        return cli::EXIT_CANNOT_LOAD;
     }
     eprintln!("wasp: plugin trapped: {}", err.root_cause());
-    ExitCode::from(3)
+    cli::EXIT_TRAP
 }
 
-fn run(
+/// What `wasp run` was asked to do.
+struct RunRequest {
     plugin: PathBuf,
     policy: PathBuf,
-    flags: LimitFlags,
+    limits: LimitFlags,
     cache: Option<PathBuf>,
+    env: Vec<(String, String)>,
     args: Vec<String>,
-) -> Result<i32, Failure> {
-    let policy_path = policy;
+}
+
+impl RunRequest {
+    /// The plugin's name in logs and its `argv[0]`: its file name.
+    fn name(&self) -> String {
+        self.plugin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into())
+    }
+}
+
+fn run(request: RunRequest) -> Result<i32, Failure> {
+    let name = request.name();
+    let RunRequest {
+        plugin,
+        policy: policy_path,
+        limits: flags,
+        cache,
+        env,
+        args,
+    } = request;
     let policy = Arc::new(Policy::from_file(&policy_path).map_err(|e| Failure::Setup(e.into()))?);
     // One plugin, one thread: the guest, its reactor (turned inline by its
     // queue calls) and the tasks beside it (admission, rooted joins,
@@ -244,16 +334,12 @@ fn run(
     };
     let component = loaded.map_err(|e| match e.downcast::<PluginError>() {
         Ok(not_a_plugin) => Failure::NotAPlugin(not_a_plugin),
-        Err(e) => Failure::Setup(anyhow::anyhow!(
+        Err(e) => Failure::CannotLoad(anyhow::anyhow!(
             "cannot load plugin {}: {e:#}",
             plugin.display()
         )),
     })?;
-    let name = plugin
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".into());
-    let mut options = GuestOptions::new(name, policy);
+    let mut options = GuestOptions::new(name.clone(), policy);
     // SIGHUP reloads the policy file into the running plugin (caught from
     // here on: a SIGHUP during the start does not end wasp).
     let hangups = {
@@ -264,18 +350,31 @@ fn run(
         Ok(hangups) => {
             runtime.spawn(reload_on_hangup(
                 hangups,
-                policy_path,
+                policy_path.clone(),
                 options.policy.clone(),
             ));
         }
         Err(e) => eprintln!("wasp: warning: SIGHUP cannot be caught ({e}): no policy reload"),
     }
     options.args = args;
+    options.env = env;
     options.memory_limit = flags.memory_mib.saturating_mul(1 << 20);
     let limits = &mut options.time_limits;
     limits.cpu_time = flags.cpu_time.or(limits.cpu_time);
     limits.wall_time = flags.wall_time.or(limits.wall_time);
     limits.cpu_share = flags.cpu_share.or(limits.cpu_share);
+    let time = &options.time_limits;
+    let seconds =
+        |limit: Option<Duration>| limit.map_or("none".into(), |d| format!("{}s", d.as_secs_f64()));
+    tracing::info!(
+        plugin = %name,
+        policy = %policy_path.display(),
+        memory_mib = flags.memory_mib,
+        cpu_time = %seconds(time.cpu_time),
+        wall_time = %seconds(time.wall_time),
+        cpu_share = %time.cpu_share.map_or("none".into(), |p| format!("{p}%")),
+        "plugin starting"
+    );
     let result = runtime.block_on(host.run(&component, options));
     // A write to a stalled stdout may still hold a blocking thread: do not
     // wait for it past a moment.

@@ -172,7 +172,8 @@ fn a_missing_plugin_is_a_clear_error() {
             .arg(echo_policy()),
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2));
+    // 11: the plugin cannot be loaded (2 is kept for usage and configuration).
+    assert_eq!(output.status.code(), Some(11), "{stderr}");
     assert!(
         stderr.contains("cannot load plugin /nonexistent/plugin.wasm"),
         "{stderr}"
@@ -439,7 +440,7 @@ fn network_namespaces(test: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !allowed {
-        eprintln!("SKIPPED {test}: `unshare -n` or `ip` is not available here");
+        crate::common::skipped(test, "`unshare -n` or `ip` is not available here");
     }
     allowed
 }
@@ -982,4 +983,149 @@ fn no_cache_neither_reads_nor_writes_the_cache() {
     );
     assert!(output.status.success(), "{output:?}");
     assert!(!dir.exists());
+}
+
+/// `wasp policy check FILE [FLAGS]`: status and stdout.
+fn policy_check(path: &std::path::Path, flags: &[&str]) -> (Option<i32>, String, String) {
+    let output = run_to_end(wasp().args(["policy", "check"]).arg(path).args(flags));
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_check_describes_a_valid_policy_in_plain_words() {
+    let (status, stdout, stderr) = policy_check(&echo_policy(), &[]);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("valid policy"), "{stdout}");
+    for line in [
+        "protocols: tcp",
+        "may bind 127.0.0.1/32 ports *",
+        "may listen on 127.0.0.1/32 ports *",
+        "may accept connections from 127.0.0.1/32 ports *",
+        "at most: sockets 8, message queues",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("warning"), "{stdout}");
+}
+
+#[test]
+fn policy_check_warns_about_a_policy_that_grants_nothing_or_too_much() {
+    let empty = policy_file("check-empty", "# nothing\n");
+    let (status, stdout, _) = policy_check(&empty, &[]);
+    assert_eq!(status, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("warning: the policy grants nothing"),
+        "{stdout}"
+    );
+    let (status, _, _) = policy_check(&empty, &["--strict"]);
+    assert_eq!(status, Some(1), "--strict fails on warnings");
+
+    let wide = policy_file(
+        "check-wide",
+        "protocols = [\"tcp\"]\n[grants]\n\
+         connect = [{ addr = \"0.0.0.0/0\", ports = \"443\" }, { addr = \"10.0.0.0/8\" }]\n",
+    );
+    let (status, stdout, _) = policy_check(&wide, &[]);
+    assert_eq!(status, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("covers every address of its family"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("`connect` grants overlap"), "{stdout}");
+    assert!(
+        stdout.contains("allows every port of more than one host"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn policy_check_refuses_an_invalid_policy_with_status_2() {
+    let invalid = policy_file(
+        "check-invalid",
+        "protocols = [\"tcp\"]\n[grants]\nconect = []\n",
+    );
+    let (status, stdout, stderr) = policy_check(&invalid, &[]);
+    assert_eq!(status, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("unknown field `conect`"), "{stderr}");
+}
+
+#[test]
+fn the_plugin_sees_only_the_environment_it_is_given() {
+    let output = run_to_end(
+        wasp_run("probe", &echo_policy())
+            .env("WASP_TEST_SECRET", "host-only")
+            .args(["--env", "GREETING=hello", "--env", "EMPTY=", "--", "env"]),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("ok EMPTY= GREETING=hello"), "{stdout}");
+    assert!(!stdout.contains("WASP_TEST_SECRET"), "{stdout}");
+    assert!(!stdout.contains("HOME="), "{stdout}");
+
+    let output =
+        run_to_end(wasp_run("probe", &echo_policy()).args(["--env", "NOEQUALS", "--", "env"]));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a malformed --env is a usage error"
+    );
+}
+
+#[test]
+fn wasp_logs_a_start_and_an_end_line_without_colour_when_piped() {
+    let output = run_to_end(wasp_run("probe", &echo_policy()).args(["--", "echo hi"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("plugin starting"), "{stderr}");
+    assert!(stderr.contains("plugin ended"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI escapes in a pipe: {stderr:?}"
+    );
+
+    // WASP_LOG=debug is wasp's own debug lines, not the compiler's.
+    let output = run_to_end(
+        wasp_run("probe", &echo_policy())
+            .env("WASP_LOG", "debug")
+            .args(["--no-cache", "--", "echo hi"]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("cranelift"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(
+        stderr.lines().count() < 100,
+        "{} lines",
+        stderr.lines().count()
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let output = run_to_end(
+        wasp()
+            .args(["--log-format", "json", "run"])
+            .arg(guest("probe"))
+            .arg("--policy")
+            .arg(echo_policy())
+            .args(["--", "echo hi"]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let logged: Vec<&str> = stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(logged.len() >= 2, "{stderr}");
+    for line in logged {
+        let object: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert!(object["fields"].is_object(), "{line}");
+    }
+    assert!(
+        stderr.contains("plugin starting") && stderr.contains("plugin ended"),
+        "{stderr}"
+    );
 }

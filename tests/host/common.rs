@@ -427,3 +427,11 @@ pub fn reading_peer() -> (String, std::thread::JoinHandle<(usize, Duration)>) {
     });
     (addr, reader)
 }
+
+/// Says on the terminal that `test` was skipped and why: written to the
+/// process's stderr directly, which the test harness does not capture, so
+/// the line shows even when the test passes.
+pub fn skipped(test: &str, reason: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::{finish_within, wasp};
-use crate::common::{guest, root};
+use crate::common::{guest, root, skipped};
 
 /// Time for one scenario once the plugin is compiled.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(60);
@@ -200,7 +200,7 @@ fn conformance(language: Language) {
     let plugin = match build(language) {
         Ok(plugin) => plugin,
         Err(reason) => {
-            eprintln!("SKIPPED {language:?} conformance: {reason}");
+            skipped(&format!("{language:?} conformance"), &reason);
             return;
         }
     };

@@ -11,6 +11,7 @@ pub mod address;
 mod file;
 #[cfg(test)]
 mod matrix_tests;
+pub mod review;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -51,6 +51,11 @@ fn main() {
     }
 }
 
+/// A `std::net` outcome as a probe line: what it gave, or `io-error KIND`.
+fn std_outcome(outcome: std::io::Result<String>) -> String {
+    outcome.unwrap_or_else(|e| format!("io-error {:?}", e.kind()))
+}
+
 fn flags_of(words: &[&str]) -> MessageFlags {
     let mut flags = MessageFlags::empty();
     for w in words {
@@ -751,6 +756,26 @@ impl Probe {
                 last
             }
             "echo" => Ok(w[1..].join(" ")),
+            // std-connect ADDR / std-bind ADDR / std-send-to ADDR: the same
+            // through Rust's std::net, i.e. wasi:sockets (the second door)
+            "std-connect" => Ok(std_outcome(
+                std::net::TcpStream::connect(arg(1)).map(|_| "connected".into()),
+            )),
+            "std-bind" => Ok(std_outcome(
+                std::net::UdpSocket::bind(arg(1)).and_then(|s| Ok(s.local_addr()?.to_string())),
+            )),
+            "std-send-to" => Ok(std_outcome(
+                std::net::UdpSocket::bind("127.0.0.1:0")
+                    .and_then(|s| s.send_to(b"door", arg(1)))
+                    .map(|n| format!("sent {n}")),
+            )),
+            // env: the plugin's environment variables, KEY=VALUE sorted
+            "env" => {
+                let mut vars: Vec<String> =
+                    std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                vars.sort();
+                Ok(vars.join(" "))
+            }
             other => panic!("unknown command {other}"),
         }
     }
