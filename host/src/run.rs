@@ -275,6 +275,9 @@ pub struct GuestOptions {
     pub name: String,
     /// Its arguments after `argv[0]`.
     pub args: Vec<String>,
+    /// Its environment variables: these and no other (the host's own
+    /// environment is never passed on).
+    pub env: Vec<(String, String)>,
     /// Memory ceiling in bytes, for all its linear memories and table
     /// elements together; growing beyond it stops the guest
     /// ([`GuestStopped::Memory`]).
@@ -293,6 +296,7 @@ impl GuestOptions {
         Self {
             name: name.into(),
             args: Vec::new(),
+            env: Vec::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             stdio: Stdio::Inherit,
             time_limits: TimeLimits::from(policy.limits()),
@@ -432,7 +436,7 @@ impl PluginHost {
         let mut wasi = WasiCtxBuilder::new();
         let mut argv = vec![options.name.clone()];
         argv.extend(options.args.iter().cloned());
-        wasi.args(&argv).allow_tcp(false).allow_udp(false);
+        wasi.args(&argv).envs(&options.env);
         match &options.stdio {
             Stdio::Inherit => {
                 wasi.inherit_stdin()
@@ -452,6 +456,8 @@ impl PluginHost {
         let mut wasp = WaspCtx::with_policy(options.policy.clone(), options.name.as_str());
         // No receive may ask the host for more than the guest can hold.
         wasp.set_memory_limit(options.memory_limit);
+        // One policy for both doors: the guest's wasi:sockets too.
+        wasp.govern_wasi_sockets(&mut wasi);
         let state = GuestState {
             wasi: wasi.build(),
             table: ResourceTable::new(),

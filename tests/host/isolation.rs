@@ -125,3 +125,69 @@ fn a_guest_leaking_queue_pollables_is_stopped_alone() {
         ["ok q0", "ok p0"]
     );
 }
+
+/// An embedder cancels a guest by dropping (or aborting) the future of
+/// `PluginHost::run`: a guest computing in wasm stops at its next epoch
+/// yield, one blocked in a host call at once, and its sockets are closed.
+#[test]
+fn aborting_the_run_task_stops_a_spinning_or_a_blocked_guest() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (spin_options, spin_out) = captured("spin", LOOPBACK, &[]);
+        let spin = component("spin");
+        let spinning = tokio::spawn(async move { host().run(&spin, spin_options).await });
+        // A guest holding a listener and waiting for a message forever.
+        let (probe_options, probe_out) = captured(
+            "probe",
+            LOOPBACK,
+            &[
+                "socket 2 1 6",
+                "bind s0 127.0.0.1:0",
+                "listen s0 1",
+                "name s0",
+                "queue 4",
+                "get q0 3600000",
+            ],
+        );
+        let probe_component = component("probe");
+        let blocked =
+            tokio::spawn(async move { host().run(&probe_component, probe_options).await });
+        let started = tokio::time::Instant::now();
+        while !(String::from_utf8_lossy(&spin_out.contents()).contains("spinning")
+            && String::from_utf8_lossy(&probe_out.contents())
+                .lines()
+                .count()
+                >= 5)
+        {
+            assert!(
+                started.elapsed() < GUEST_DEADLINE,
+                "the guests never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let listening = String::from_utf8_lossy(&probe_out.contents())
+            .lines()
+            .nth(3)
+            .and_then(|l| l.strip_prefix("ok "))
+            .expect("the listener's address")
+            .to_string();
+        spinning.abort();
+        blocked.abort();
+        for task in [spinning, blocked] {
+            let ended = tokio::time::timeout(GUEST_DEADLINE, task)
+                .await
+                .expect("the aborted guest ended");
+            assert!(ended.unwrap_err().is_cancelled());
+        }
+        // The blocked guest's listener is closed with it.
+        let refused = std::net::TcpStream::connect(listening.as_str());
+        assert!(
+            refused.is_err(),
+            "{listening} still accepts after the abort"
+        );
+    });
+}

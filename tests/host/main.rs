@@ -17,5 +17,6 @@ mod overlapped;
 mod qos;
 mod scale;
 mod traceability;
+mod wasi_door;
 mod wsp_send;
 mod wsp_socket;

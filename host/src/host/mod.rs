@@ -4,3 +4,4 @@
 pub(crate) mod messages;
 mod sockets;
 mod types;
+mod wasi_sockets;

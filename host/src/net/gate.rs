@@ -22,7 +22,7 @@ use super::qos::Flow;
 use super::select::{FdEvents, Input};
 use super::socket::Membership;
 use crate::error::WsaError;
-use crate::policy::{Denial, MulticastGrant, NetUse, Policy};
+use crate::policy::{Denial, Destination, MulticastGrant, NetUse, Policy, Transport};
 
 /// A guest's policy that can be replaced while the guest runs: by an
 /// embedder, or by the CLI when its policy file is reloaded (SIGHUP).
@@ -426,6 +426,38 @@ impl Gate {
         }
     }
 
+    /// Whether the guest's `wasi:sockets` (the second door to the network)
+    /// may make `net_use` of `addr` over `transport`: the same policy, the
+    /// same denial telemetry as a wasp call. Inbound peers (accept,
+    /// receive) are filtered as [`Gate::admits`] filters them. A send or
+    /// connect to a multicast group needs a grant whose TTL ceiling allows
+    /// the kernel's default multicast TTL of 1, which `wasi:sockets` 0.2
+    /// cannot lower.
+    pub fn allows_wasi(&self, net_use: NetUse, transport: Transport, addr: SocketAddr) -> bool {
+        if let Err(denial) = self.policy().check_protocol(transport) {
+            self.deny(denial, DeniedBy::Call);
+            return false;
+        }
+        let decided = match net_use {
+            NetUse::Accept | NetUse::RecvFrom => return self.admits(net_use, addr),
+            NetUse::Connect | NetUse::SendTo => {
+                match self.policy().check_destination(net_use, addr) {
+                    Ok(Destination::Unicast) => Ok(()),
+                    Ok(Destination::Multicast(grant)) => grant.check_ttl(WASI_MULTICAST_TTL),
+                    Err(denial) => Err(denial),
+                }
+            }
+            NetUse::Bind | NetUse::Listen | NetUse::Broadcast => self.policy().check(net_use, addr),
+        };
+        match decided {
+            Ok(()) => true,
+            Err(denial) => {
+                self.deny(denial, DeniedBy::Call);
+                false
+            }
+        }
+    }
+
     /// The most recent denial of a call.
     pub fn last_denial(&self) -> Option<Denial> {
         self.telemetry().last.clone()
@@ -436,6 +468,10 @@ impl Gate {
         self.telemetry().counts.clone()
     }
 }
+
+/// The multicast TTL of a `wasi:sockets` send: the kernel's default, which
+/// WASI 0.2 gives the guest no way to change.
+const WASI_MULTICAST_TTL: u8 = 1;
 
 /// One native socket held for the guest (open, or closed and still
 /// lingering), counted by its gate against `max-sockets` while alive.

@@ -193,6 +193,12 @@ impl Provider {
         self.guard.gate.policy().clone()
     }
 
+    /// The guest's gate: its policy, quotas and denial telemetry (shared
+    /// with the `wasi:sockets` door, see `WaspCtx::govern_wasi_sockets`).
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
+        &self.guard.gate
+    }
+
     /// The most recent denial, naming the missing grant.
     pub fn last_denial(&self) -> Option<Denial> {
         self.guard.gate.last_denial()
