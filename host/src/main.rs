@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! wasp run PLUGIN.wasm --policy POLICY.toml [LIMITS] [--env KEY=VALUE] [-- ARGS...]
+//! wasp compile PLUGIN.wasm [--cache-dir DIR]
 //! wasp policy check POLICY.toml [--strict]
 //! ```
 //!
@@ -118,6 +119,17 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Check and compile a plugin into the compile cache, so that its first
+    /// `wasp run` (with the same cache directory) starts without compiling.
+    /// Exit status as `wasp run`'s for a plugin that cannot be loaded.
+    Compile {
+        /// The plugin's `.wasm` component.
+        plugin: PathBuf,
+        /// The cache directory (default: $WASP_CACHE_DIR, else
+        /// $XDG_CACHE_HOME/wasp, else ~/.cache/wasp).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -147,7 +159,7 @@ fn env_var(text: &str) -> Result<(String, String), String> {
 }
 
 /// Where `wasp run` keeps compiled plugins: `None` with `--no-cache`.
-fn cache_dir(flag: Option<PathBuf>, no_cache: bool) -> Option<PathBuf> {
+fn cache_dir_of(flag: Option<PathBuf>, no_cache: bool) -> Option<PathBuf> {
     if no_cache {
         None
     } else {
@@ -191,6 +203,10 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check { file, strict }) => {
             policy_check::check(&file, strict)
         }
+        Command::Compile { plugin, cache_dir } => ExitCode::from(exit_status(compile(
+            &plugin,
+            cache_dir_of(cache_dir, false),
+        ))),
         Command::Run {
             plugin,
             policy,
@@ -212,38 +228,13 @@ fn main() -> ExitCode {
                     wall_time: max_wall_seconds,
                     cpu_share: max_cpu_share,
                 },
-                cache: cache_dir(cache_flag, no_cache),
+                cache: cache_dir_of(cache_flag, no_cache),
                 env,
                 args,
             };
             let started = Instant::now();
             let name = request.name();
-            let status = match run(request) {
-                Ok(0) => 0,
-                Ok(status) => {
-                    eprintln!("wasp: plugin exited with status {status}");
-                    u8::try_from(status).unwrap_or(1).max(1)
-                }
-                Err(Failure::Setup(err)) => {
-                    eprintln!("wasp: error: {err:#}");
-                    cli::EXIT_CONFIGURATION
-                }
-                Err(Failure::CannotLoad(err)) => {
-                    eprintln!("wasp: error: {err:#}");
-                    cli::EXIT_CANNOT_LOAD
-                }
-                Err(Failure::Run(err)) => report_stop(&err),
-                Err(Failure::NotAPlugin(err)) => {
-                    eprintln!("wasp: error: cannot run this plugin: {err}");
-                    match err {
-                        PluginError::NotWasm(_) | PluginError::NotAComponent => {
-                            cli::EXIT_NOT_A_COMPONENT
-                        }
-                        PluginError::NotACommand { .. } => cli::EXIT_NOT_A_COMMAND,
-                        PluginError::UnknownImport(_) => cli::EXIT_UNKNOWN_IMPORT,
-                    }
-                }
-            };
+            let status = exit_status(run(request));
             tracing::info!(
                 plugin = %name,
                 status,
@@ -254,6 +245,68 @@ fn main() -> ExitCode {
             ExitCode::from(status)
         }
     }
+}
+
+/// The exit status of a run (or a compile), after one line on stderr
+/// saying why when it is not the plugin's own.
+fn exit_status(result: Result<i32, Failure>) -> u8 {
+    match result {
+        Ok(0) => 0,
+        Ok(status) => {
+            eprintln!("wasp: plugin exited with status {status}");
+            u8::try_from(status).unwrap_or(1).max(1)
+        }
+        Err(Failure::Setup(err)) => {
+            eprintln!("wasp: error: {err:#}");
+            cli::EXIT_CONFIGURATION
+        }
+        Err(Failure::CannotLoad(err)) => {
+            eprintln!("wasp: error: {err:#}");
+            cli::EXIT_CANNOT_LOAD
+        }
+        Err(Failure::Run(err)) => report_stop(&err),
+        Err(Failure::NotAPlugin(err)) => {
+            eprintln!("wasp: error: cannot run this plugin: {err}");
+            match err {
+                PluginError::NotWasm(_) | PluginError::NotAComponent => cli::EXIT_NOT_A_COMPONENT,
+                PluginError::NotACommand { .. } => cli::EXIT_NOT_A_COMMAND,
+                PluginError::UnknownImport(_) => cli::EXIT_UNKNOWN_IMPORT,
+            }
+        }
+    }
+}
+
+/// Why `plugin` could not be loaded: not a plugin wasp runs, or unreadable
+/// or not compilable.
+fn load_failure(e: wasmtime::Error, plugin: &std::path::Path) -> Failure {
+    match e.downcast::<PluginError>() {
+        Ok(not_a_plugin) => Failure::NotAPlugin(not_a_plugin),
+        Err(e) => Failure::CannotLoad(anyhow::anyhow!(
+            "cannot load plugin {}: {e:#}",
+            plugin.display()
+        )),
+    }
+}
+
+/// `wasp compile`: checks and compiles `plugin` into the compile cache.
+fn compile(plugin: &std::path::Path, cache: Option<PathBuf>) -> Result<i32, Failure> {
+    let dir = cache.ok_or_else(|| {
+        Failure::Setup(anyhow::anyhow!(
+            "no cache directory: give --cache-dir, or set WASP_CACHE_DIR or HOME"
+        ))
+    })?;
+    let cache = CompileCache::open(dir).map_err(|e| Failure::Setup(e.into()))?;
+    let host = PluginHost::new()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .map_err(Failure::Setup)?;
+    host.load_cached(plugin, &cache)
+        .map_err(|e| load_failure(e, plugin))?;
+    println!(
+        "{} compiled into {}",
+        plugin.display(),
+        cache.dir().display()
+    );
+    Ok(0)
 }
 
 /// Prints one line saying why the plugin ended and returns the status that
@@ -332,13 +385,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
         Some(cache) => host.load_cached(&plugin, cache),
         None => host.load(&plugin),
     };
-    let component = loaded.map_err(|e| match e.downcast::<PluginError>() {
-        Ok(not_a_plugin) => Failure::NotAPlugin(not_a_plugin),
-        Err(e) => Failure::CannotLoad(anyhow::anyhow!(
-            "cannot load plugin {}: {e:#}",
-            plugin.display()
-        )),
-    })?;
+    let component = loaded.map_err(|e| load_failure(e, &plugin))?;
     let mut options = GuestOptions::new(name.clone(), policy);
     // SIGHUP reloads the policy file into the running plugin (caught from
     // here on: a SIGHUP during the start does not end wasp).

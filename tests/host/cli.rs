@@ -1129,3 +1129,29 @@ fn json_logs_are_one_object_per_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn wasp_compile_fills_the_cache_that_run_then_loads() {
+    let dir = cache_dir("compile");
+    let output = run_to_end(
+        wasp()
+            .arg("compile")
+            .arg(guest("conformance"))
+            .arg("--cache-dir")
+            .arg(&dir),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let entries = cache_entries(&dir);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (stdout, _) = run_cached("conformance", &dir);
+    assert!(stdout.starts_with("connect: 10013 WSAEACCES"), "{stdout}");
+    assert_eq!(
+        cache_entries(&dir),
+        entries,
+        "run found the compiled plugin"
+    );
+
+    let core = wasm_file("compile-core", r#"(module (func (export "_start")))"#);
+    let output = run_to_end(wasp().arg("compile").arg(core).arg("--cache-dir").arg(&dir));
+    assert_eq!(output.status.code(), Some(8), "{output:?}");
+}
