@@ -76,6 +76,13 @@ impl WaspCtx {
         self.open_queues = self.open_queues.saturating_sub(1);
     }
 
+    /// Calls `hook` with each denial of this guest as it happens (the
+    /// same denials that are logged and counted), for an embedder's own
+    /// telemetry.
+    pub fn on_denial(&self, hook: net::gate::DenialHook) {
+        self.provider.gate().set_denial_hook(hook);
+    }
+
     /// The guest's provider: its sockets and last denial.
     pub fn provider(&self) -> &net::Provider {
         &self.provider

@@ -278,6 +278,9 @@ pub struct GuestOptions {
     /// Its environment variables: these and no other (the host's own
     /// environment is never passed on).
     pub env: Vec<(String, String)>,
+    /// Called with each denial of the guest as it happens
+    /// ([`WaspCtx::on_denial`]).
+    pub on_denial: Option<crate::net::gate::DenialHook>,
     /// Memory ceiling in bytes, for all its linear memories and table
     /// elements together; growing beyond it stops the guest
     /// ([`GuestStopped::Memory`]).
@@ -297,6 +300,7 @@ impl GuestOptions {
             name: name.into(),
             args: Vec::new(),
             env: Vec::new(),
+            on_denial: None,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             stdio: Stdio::Inherit,
             time_limits: TimeLimits::from(policy.limits()),
@@ -458,6 +462,9 @@ impl PluginHost {
         wasp.set_memory_limit(options.memory_limit);
         // One policy for both doors: the guest's wasi:sockets too.
         wasp.govern_wasi_sockets(&mut wasi);
+        if let Some(hook) = &options.on_denial {
+            wasp.on_denial(hook.clone());
+        }
         let state = GuestState {
             wasi: wasi.build(),
             table: ResourceTable::new(),

@@ -109,3 +109,46 @@ fn a_std_net_server_serves_under_the_policy_through_the_cli() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_embedders_denial_hook_hears_both_doors() {
+    use std::sync::{Arc, Mutex};
+
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (mut options, _) = crate::common::captured(
+        "probe",
+        LOOPBACK_TCP,
+        &[
+            "socket 2 1 6",
+            "connect s0 127.0.0.1:40998",
+            "std-connect 127.0.0.1:40997",
+        ],
+    );
+    let log = heard.clone();
+    options.on_denial = Some(Arc::new(move |denial| {
+        log.lock().unwrap().push(denial.to_string());
+    }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let component = crate::common::component("probe");
+    let status = runtime
+        .block_on(async {
+            tokio::time::timeout(
+                crate::common::GUEST_DEADLINE,
+                crate::common::host().run(&component, options),
+            )
+            .await
+        })
+        .expect("the probe ended in time")
+        .expect("the probe ran");
+    assert_eq!(status, 0);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            "no `connect` grant covers 127.0.0.1:40998",
+            "no `connect` grant covers 127.0.0.1:40997",
+        ]
+    );
+}

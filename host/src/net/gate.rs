@@ -111,7 +111,13 @@ struct Telemetry {
     last: Option<Denial>,
     counts: DenialCounts,
     log: LogBucket,
+    /// The embedder's hook, told of every denial.
+    hook: Option<DenialHook>,
 }
+
+/// An embedder's hook, called with each denial of a guest as it happens
+/// (on the guest's thread: keep it short, never block).
+pub type DenialHook = Arc<dyn Fn(&Denial) + Send + Sync>;
 
 /// A token bucket for log lines: [`DENIAL_LOG_RATE`] a second.
 struct LogBucket {
@@ -394,8 +400,18 @@ impl Gate {
                 tracing::warn!(guest = %self.label, "denied: {denial}{peer}");
             }
         }
-        telemetry.last = Some(denial);
+        let hook = telemetry.hook.clone();
+        telemetry.last = Some(denial.clone());
+        drop(telemetry);
+        if let Some(hook) = hook {
+            hook(&denial);
+        }
         WsaError::Acces
+    }
+
+    /// Calls `hook` with every later denial of this guest.
+    pub fn set_denial_hook(&self, hook: DenialHook) {
+        self.telemetry().hook = Some(hook);
     }
 
     /// Checks `net_use` of `addr` for a call of the guest.
