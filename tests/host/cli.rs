@@ -26,7 +26,7 @@ fn policy_file(name: &str, text: &str) -> PathBuf {
 }
 
 /// `wasp run GUEST.wasm --policy POLICY`.
-fn wasp_run(plugin: &str, policy: &std::path::Path) -> Command {
+pub(crate) fn wasp_run(plugin: &str, policy: &std::path::Path) -> Command {
     let mut command = wasp();
     command
         .arg("run")

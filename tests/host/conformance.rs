@@ -11,7 +11,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::{finish_within, wasp};
@@ -124,9 +124,8 @@ fn scenario(plugin: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// Runs a scenario to its end: its stdout lines (it must succeed).
-fn run(plugin: &Path, args: &[&str], deadline: Duration) -> Vec<String> {
-    let output = finish_within(scenario(plugin, args).spawn().unwrap(), deadline);
+/// The stdout lines of a scenario that ended (it must have succeeded).
+fn succeeded(output: &Output, args: &[&str]) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -135,6 +134,12 @@ fn run(plugin: &Path, args: &[&str], deadline: Duration) -> Vec<String> {
         output.status
     );
     stdout.lines().map(str::to_string).collect()
+}
+
+/// Runs a scenario to its end: its stdout lines (it must succeed).
+fn run(plugin: &Path, args: &[&str], deadline: Duration) -> Vec<String> {
+    let output = finish_within(scenario(plugin, args).spawn().unwrap(), deadline);
+    succeeded(&output, args)
 }
 
 /// A port free on 127.0.0.1 a moment ago.
@@ -150,9 +155,8 @@ fn free_port() -> u16 {
 /// its side down.
 fn tcp_echo(plugin: &Path) -> (Vec<String>, u16) {
     let port = free_port();
-    let child = scenario(plugin, &["tcp-echo", &port.to_string()])
-        .spawn()
-        .unwrap();
+    let args = ["tcp-echo", &port.to_string()];
+    let child = scenario(plugin, &args).spawn().unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let start = Instant::now();
     let mut client = loop {
@@ -171,12 +175,7 @@ fn tcp_echo(plugin: &Path) -> (Vec<String>, u16) {
     assert_eq!(&echoed, b"hello, conformance");
     client.shutdown(Shutdown::Write).unwrap();
     let output = finish_within(child, SCENARIO_DEADLINE);
-    assert!(output.status.success(), "{output:?}");
-    let lines = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    (lines, port)
+    (succeeded(&output, &args), port)
 }
 
 /// `udp PORT`: a peer at PORT answers the guest's datagram with `pong`.

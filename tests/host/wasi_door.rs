@@ -7,7 +7,8 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{expect, guest, root};
+use crate::cli::wasp_run;
+use crate::common::{expect, root};
 
 const LOOPBACK_TCP: &str = r#"
 protocols = ["tcp"]
@@ -65,12 +66,7 @@ send-to = [{ addr = "127.0.0.1", ports = "9" }]
 #[test]
 fn a_std_net_server_serves_under_the_policy_through_the_cli() {
     let policy = root().join("examples/policies/echo.toml");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasp"))
-        .env("WASP_CACHE_DIR", root().join("target/wasp-cache"))
-        .arg("run")
-        .arg(guest("std-echo"))
-        .arg("--policy")
-        .arg(&policy)
+    let mut child = wasp_run("std-echo", &policy)
         .args(["--", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -93,12 +89,7 @@ fn a_std_net_server_serves_under_the_policy_through_the_cli() {
     child.wait().unwrap();
 
     // The same guest may not listen where the policy does not grant it.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasp"))
-        .env("WASP_CACHE_DIR", root().join("target/wasp-cache"))
-        .arg("run")
-        .arg(guest("std-echo"))
-        .arg("--policy")
-        .arg(&policy)
+    let output = wasp_run("std-echo", &policy)
         .args(["--", "127.0.0.2:0"])
         .output()
         .unwrap();
