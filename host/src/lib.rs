@@ -51,8 +51,18 @@ impl WaspCtx {
     /// A context for one guest whose policy `handle` may replace while it
     /// runs (SPEC AS-24, AS-25: the guest's sockets are told).
     pub fn with_policy(handle: PolicyHandle, label: impl Into<Arc<str>>) -> Self {
+        Self::metered(handle, label, net::meter::Meter::new())
+    }
+
+    /// A context whose guest's activity `meter` counts (read it from
+    /// another thread with [`net::meter::Meter::reading`]).
+    pub fn metered(
+        handle: PolicyHandle,
+        label: impl Into<Arc<str>>,
+        meter: Arc<net::meter::Meter>,
+    ) -> Self {
         Self {
-            provider: net::Provider::with_policy(handle, label),
+            provider: net::Provider::metered(handle, label, meter),
             open_queues: 0,
             pollables: Arc::default(),
         }
@@ -69,7 +79,10 @@ impl WaspCtx {
             wasmtime::bail!("the guest exceeded its quota of {max} message queues");
         }
         self.open_queues += 1;
-        Ok(net::queue::MessageQueue::new(capacity))
+        Ok(net::queue::MessageQueue::metered(
+            capacity,
+            self.provider.meter(),
+        ))
     }
 
     fn close_queue(&mut self) {

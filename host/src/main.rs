@@ -115,6 +115,11 @@ enum Command {
         /// plugin sees no other.
         #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_var)]
         env: Vec<(String, String)>,
+        /// Serve the plugin's metrics (Prometheus text format) at
+        /// http://ADDR/metrics: sockets, bytes, messages, queue depth,
+        /// denials by reason, CPU time, memory. Off by default.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
         /// Arguments passed to the plugin.
         #[arg(last = true)]
         args: Vec<String>,
@@ -217,9 +222,11 @@ fn main() -> ExitCode {
             cache_dir: cache_flag,
             no_cache,
             env,
+            metrics,
             args,
         } => {
             let request = RunRequest {
+                metrics,
                 plugin,
                 policy,
                 limits: LimitFlags {
@@ -335,6 +342,7 @@ fn report_stop(err: &wasmtime::Error) -> u8 {
 
 /// What `wasp run` was asked to do.
 struct RunRequest {
+    metrics: Option<std::net::SocketAddr>,
     plugin: PathBuf,
     policy: PathBuf,
     limits: LimitFlags,
@@ -362,6 +370,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
         cache,
         env,
         args,
+        metrics,
     } = request;
     let policy = Arc::new(Policy::from_file(&policy_path).map_err(|e| Failure::Setup(e.into()))?);
     // One plugin, one thread: the guest, its reactor (turned inline by its
@@ -402,6 +411,15 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
             ));
         }
         Err(e) => eprintln!("wasp: warning: SIGHUP cannot be caught ({e}): no policy reload"),
+    }
+    if let Some(addr) = metrics {
+        let plugins = Arc::new(cli::metrics::Plugins::default());
+        plugins.watch(&name, options.meter.clone());
+        let bound = runtime
+            .block_on(cli::metrics::serve(addr, plugins))
+            .with_context(|| format!("serving metrics at {addr}"))
+            .map_err(Failure::Setup)?;
+        tracing::info!(plugin = %name, "metrics at http://{bound}/metrics");
     }
     options.args = args;
     options.env = env;

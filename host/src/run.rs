@@ -34,6 +34,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::cache::CompileCache;
+use crate::net::meter::Meter;
 use crate::policy::{CPU_SHARE_WINDOW, Limits};
 use crate::{Policy, PolicyHandle, WaspCtx, WaspCtxView, WaspView};
 
@@ -144,15 +145,18 @@ pub struct GuestState {
 struct MemoryBudget {
     limit: usize,
     used: usize,
+    /// Told the memory in use after each change.
+    meter: Arc<Meter>,
     /// The last growth granted, returned if it then fails.
     granted: usize,
 }
 
 impl MemoryBudget {
-    fn new(limit: usize) -> Self {
+    fn new(limit: usize, meter: Arc<Meter>) -> Self {
         Self {
             limit,
             used: 0,
+            meter,
             granted: 0,
         }
     }
@@ -180,11 +184,13 @@ impl MemoryBudget {
         }
         self.used = used;
         self.granted = growth;
+        self.meter.set_memory(used);
         Ok(true)
     }
 
     fn grow_failed(&mut self) -> wasmtime::Result<()> {
         self.used -= std::mem::take(&mut self.granted);
+        self.meter.set_memory(self.used);
         Ok(())
     }
 }
@@ -281,6 +287,10 @@ pub struct GuestOptions {
     /// Called with each denial of the guest as it happens
     /// ([`WaspCtx::on_denial`]).
     pub on_denial: Option<crate::net::gate::DenialHook>,
+    /// Counts what the guest does (sockets, bytes, messages, denials, CPU
+    /// time, memory): keep a clone to read it while the plugin runs
+    /// ([`Meter::reading`]). A fresh meter for each run unless shared.
+    pub meter: Arc<Meter>,
     /// Memory ceiling in bytes, for all its linear memories and table
     /// elements together; growing beyond it stops the guest
     /// ([`GuestStopped::Memory`]).
@@ -301,6 +311,7 @@ impl GuestOptions {
             args: Vec::new(),
             env: Vec::new(),
             on_denial: None,
+            meter: Meter::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             stdio: Stdio::Inherit,
             time_limits: TimeLimits::from(policy.limits()),
@@ -457,7 +468,11 @@ impl PluginHost {
                 wasi.stdout(stdout.clone()).stderr(stderr.clone());
             }
         }
-        let mut wasp = WaspCtx::with_policy(options.policy.clone(), options.name.as_str());
+        let mut wasp = WaspCtx::metered(
+            options.policy.clone(),
+            options.name.as_str(),
+            options.meter.clone(),
+        );
         // No receive may ask the host for more than the guest can hold.
         wasp.set_memory_limit(options.memory_limit);
         // One policy for both doors: the guest's wasi:sockets too.
@@ -469,7 +484,7 @@ impl PluginHost {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             wasp,
-            memory: MemoryBudget::new(options.memory_limit),
+            memory: MemoryBudget::new(options.memory_limit, options.meter.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -496,7 +511,14 @@ impl PluginHost {
                 .map_err(|e| e.context(InstantiationFailed))?;
             command.wasi_cli_run().call_run(&mut store).await
         };
-        match Supervised::new(guest, options.time_limits, self.ticker.clone(), yielded).await {
+        let supervised = Supervised::new(
+            guest,
+            options.time_limits,
+            self.ticker.clone(),
+            yielded,
+            options.meter.clone(),
+        );
+        match supervised.await {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
             Err(e) => match e.downcast_ref::<I32Exit>() {
@@ -533,6 +555,8 @@ struct Supervised<F> {
     yielded: Arc<AtomicBool>,
     limits: TimeLimits,
     cpu: CpuMeter,
+    /// Told the CPU time after each poll.
+    meter: Arc<Meter>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A wake-up [`YIELD_FALLBACK`] after each yield at a tick, in case the
     /// deferred one is lost.
@@ -551,8 +575,10 @@ impl<F> Supervised<F> {
         limits: TimeLimits,
         ticker: Arc<EpochTicker>,
         yielded: Arc<AtomicBool>,
+        meter: Arc<Meter>,
     ) -> Self {
         Self {
+            meter,
             guest: Box::pin(guest),
             ticker,
             yielded,
@@ -580,6 +606,7 @@ where
             this.guest.as_mut().poll(cx)
         };
         this.cpu.record(start, start.elapsed());
+        this.meter.set_cpu_time(this.cpu.total);
         if poll.is_ready() {
             return poll;
         }

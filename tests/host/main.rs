@@ -13,6 +13,7 @@ mod fuzz_replay;
 mod hostile_net;
 mod isolation;
 mod join_leaf;
+mod operators;
 mod overlapped;
 mod qos;
 mod scale;

@@ -2,6 +2,7 @@
 //! exit statuses every command shares.
 
 pub mod logging;
+pub mod metrics;
 pub mod policy_check;
 
 /// Usage error (clap's own) or a configuration that is not valid: an

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use arc_swap::Guard as PolicyGuard;
 
 use super::engine::EventLink;
+use super::meter::Meter;
 use super::qos::Flow;
 use super::select::{FdEvents, Input};
 use super::socket::Membership;
@@ -109,7 +110,6 @@ pub type DenialCounts = BTreeMap<&'static str, u64>;
 #[derive(Default)]
 struct Telemetry {
     last: Option<Denial>,
-    counts: DenialCounts,
     log: LogBucket,
     /// The embedder's hook, told of every denial.
     hook: Option<DenialHook>,
@@ -174,9 +174,9 @@ pub struct Gate {
     sockets: Mutex<Vec<Tracked>>,
     label: Arc<str>,
     telemetry: Mutex<Telemetry>,
-    /// Native sockets held for the guest: its open sockets and the closed
-    /// ones still lingering (SO_LINGER), counted against `max-sockets`.
-    held: AtomicU32,
+    /// What the guest is doing: its held sockets (counted against
+    /// `max-sockets`), bytes, messages, denials.
+    meter: Arc<Meter>,
     /// A held socket was let go: there may be room again.
     room: Notify,
     /// What the guest's overlapped operations hold now.
@@ -207,12 +207,17 @@ impl Gate {
     /// The gate of a guest whose policy `handle` may replace while it
     /// runs.
     pub fn with_handle(handle: PolicyHandle, label: Arc<str>) -> Arc<Self> {
+        Self::metered(handle, label, Meter::new())
+    }
+
+    /// The gate of a guest whose activity `meter` counts.
+    pub fn metered(handle: PolicyHandle, label: Arc<str>, meter: Arc<Meter>) -> Arc<Self> {
         let gate = Arc::new(Self {
             policy: handle.clone(),
             sockets: Mutex::default(),
             label,
             telemetry: Mutex::default(),
-            held: AtomicU32::new(0),
+            meter,
             room: Notify::new(),
             overlapped: Mutex::default(),
             bindable: Mutex::default(),
@@ -348,13 +353,13 @@ impl Gate {
     /// Counts one native socket held for the guest until the returned slot
     /// is dropped.
     pub fn slot(self: &Arc<Self>) -> SocketSlot {
-        self.held.fetch_add(1, Ordering::Relaxed);
+        self.meter.held_sockets.fetch_add(1, Ordering::Relaxed);
         SocketSlot(self.clone())
     }
 
     /// Whether the guest may hold one more socket (SPEC SO-2).
     pub fn has_room(&self) -> bool {
-        self.held.load(Ordering::Relaxed) < self.policy().limits().max_sockets
+        self.meter.held_sockets.load(Ordering::Relaxed) < self.policy().limits().max_sockets
     }
 
     /// Waits until the guest may hold one more socket.
@@ -384,7 +389,7 @@ impl Gate {
     /// and kept as the last denial. Returns `WSAEACCES`.
     pub fn deny(&self, denial: Denial, by: DeniedBy) -> WsaError {
         let mut telemetry = self.telemetry();
-        *telemetry.counts.entry(denial.reason().name()).or_default() += 1;
+        self.meter.denied(denial.reason().name());
         if let Some(suppressed) = telemetry.log.admit(Instant::now()) {
             let peer = if by == DeniedBy::Inbound {
                 " (inbound peer)"
@@ -481,7 +486,12 @@ impl Gate {
 
     /// Denials so far, by reason.
     pub fn denial_counts(&self) -> DenialCounts {
-        self.telemetry().counts.clone()
+        self.meter.denials().clone()
+    }
+
+    /// What the guest is doing, counted.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
     }
 }
 
@@ -495,7 +505,7 @@ pub struct SocketSlot(Arc<Gate>);
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.0.meter.held_sockets.fetch_sub(1, Ordering::Relaxed);
         self.0.room.notify_waiters();
     }
 }
@@ -513,6 +523,11 @@ impl OverlappedHold {
         let freed = self.bytes.saturating_sub(bytes);
         self.gate.overlapped_held().bytes -= freed;
         self.bytes -= freed;
+    }
+
+    /// The meter of the guest the operation is for.
+    pub fn meter(&self) -> &Meter {
+        &self.gate.meter
     }
 }
 

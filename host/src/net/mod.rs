@@ -6,6 +6,7 @@ pub mod buffers;
 pub mod catalog;
 pub mod engine;
 pub mod gate;
+pub mod meter;
 pub mod overlapped;
 pub mod provider;
 pub mod qos;

@@ -482,6 +482,7 @@ fn step(shared: &Shared, lane: Lane, native: &Native) -> io::Result<Step> {
                 Err(e) => Some(Err(WsaError::from(e))),
                 Ok(n) => {
                     *sent += n;
+                    head.hold.meter().sent(n);
                     head.hold.shrink_to((data.len() - *sent) as u64);
                     (*sent == data.len() || matches!(native, Native::Datagram(..))).then(|| {
                         Ok(OverlappedOutcome {
@@ -534,6 +535,9 @@ fn step(shared: &Shared, lane: Lane, native: &Native) -> io::Result<Step> {
     if let Some(result) = outcome
         && let Some(done) = operations.lanes[lane as usize].pop_front()
     {
+        if let (Lane::Recv, Ok(outcome)) = (lane, &result) {
+            done.hold.meter().received(outcome.data.len());
+        }
         // Received bytes stay held until the guest takes them.
         let hold = match &result {
             Ok(outcome) if !outcome.data.is_empty() => {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::meter::Meter;
 use super::reactor::Reactor;
 use super::select::{FdEvents, Notice};
 
@@ -103,13 +104,30 @@ pub struct MessageQueue {
     /// The reactor of the guest whose sockets post here, from the first
     /// WSPAsyncSelect with this queue on.
     reactor: OnceLock<Arc<Reactor>>,
+    /// The meter of the guest that owns the queue: counts its posts.
+    meter: Option<Arc<Meter>>,
 }
 
 impl MessageQueue {
     /// A queue of at most `capacity` messages (clamped to
     /// 1..=[`MAX_QUEUE_CAPACITY`]).
     pub fn new(capacity: u32) -> Arc<Self> {
-        let queue = Self::default();
+        Self::with_meter(capacity, None)
+    }
+
+    /// A queue as [`MessageQueue::new`] whose posts and depth `meter`
+    /// counts.
+    pub fn metered(capacity: u32, meter: &Arc<Meter>) -> Arc<Self> {
+        let queue = Self::with_meter(capacity, Some(meter.clone()));
+        meter.track_queue(&queue);
+        queue
+    }
+
+    fn with_meter(capacity: u32, meter: Option<Arc<Meter>>) -> Arc<Self> {
+        let queue = Self {
+            meter,
+            ..Self::default()
+        };
         queue.lock().capacity = capacity.clamp(1, MAX_QUEUE_CAPACITY) as usize;
         Arc::new(queue)
     }
@@ -135,6 +153,8 @@ impl MessageQueue {
             message.completion.is_some() || key.is_some_and(|k| !inner.critical.contains_key(&k));
         if full && !past_capacity {
             inner.overflows += 1;
+            drop(inner);
+            self.count(false);
             return Posted::Full;
         }
         if let Some(key) = key {
@@ -142,8 +162,21 @@ impl MessageQueue {
         }
         inner.messages.push_back(message);
         drop(inner);
+        self.count(true);
         self.arrived.notify_waiters();
         Posted::Queued
+    }
+
+    fn count(&self, queued: bool) {
+        if let Some(meter) = &self.meter {
+            meter.posted(queued);
+        }
+    }
+
+    /// Messages waiting now, without a reactor turn (for a reading from
+    /// another thread).
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock().messages.len()
     }
 
     /// Ties the queue to the reactor of the guest that registers a socket

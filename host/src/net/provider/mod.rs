@@ -24,6 +24,7 @@ use super::buffers::Buffers;
 use super::catalog::{self, ProtocolEntry, SocketKind, SocketRequest};
 use super::engine::{EventLink, Remains};
 use super::gate::{DenialCounts, DeniedBy, Gate, PolicyHandle};
+use super::meter::Meter;
 use super::overlapped::{Lane, Operation, Overlapped, OverlappedArg, OverlappedOutcome};
 use super::qos::Qos;
 use super::queue::MessageQueue;
@@ -172,7 +173,12 @@ impl Provider {
 
     /// A provider whose policy `handle` may replace while the guest runs.
     pub fn with_policy(handle: PolicyHandle, label: impl Into<Arc<str>>) -> Self {
-        let gate = Gate::with_handle(handle, label.into());
+        Self::metered(handle, label, Meter::new())
+    }
+
+    /// A provider whose guest's activity `meter` counts.
+    pub fn metered(handle: PolicyHandle, label: impl Into<Arc<str>>, meter: Arc<Meter>) -> Self {
+        let gate = Gate::metered(handle, label.into(), meter);
         Self {
             reactor: Reactor::new(gate.clone()),
             guard: Guard {
@@ -207,6 +213,12 @@ impl Provider {
     /// The guest's denials so far, by reason.
     pub fn denial_counts(&self) -> DenialCounts {
         self.guard.gate.denial_counts()
+    }
+
+    /// What the guest is doing, counted: held sockets, bytes, messages,
+    /// denials (and, under a runner, CPU time and memory).
+    pub fn meter(&self) -> &Arc<Meter> {
+        self.guard.gate.meter()
     }
 
     /// Number of open sockets.

@@ -10,7 +10,10 @@ use crate::net::socket::recv_flags;
 /// flow ran out of tokens, room comes back with the tokens: FD_WRITE is
 /// owed from then (one wake-up arranged per socket, however many sends
 /// were refused).
-fn sent(sock: &Socket, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
+fn sent(sock: &Socket, gate: &Gate, result: Result<u32, WsaError>) -> Result<u32, WsaError> {
+    if let Ok(bytes) = result {
+        gate.meter().sent(bytes as usize);
+    }
     let would_block = result == Err(WsaError::WouldBlock);
     // Only a send that would block asks for the socket's flow.
     let throttled = would_block.then(|| sock.shaper()).flatten();
@@ -224,7 +227,7 @@ impl Provider {
             send_in_order(sock, &guard.gate, data, flags, to, overlapped).await
         }
         .await;
-        sent(sock, result)
+        sent(sock, &guard.gate, result)
     }
 
     /// A root's send: a copy to every leaf, complete when the call returns
@@ -251,7 +254,7 @@ impl Provider {
         if let (Some(ticket), Ok(n)) = (ticket, result) {
             sock.overlapped.completed_at_once(ticket, n);
         }
-        sent(sock, result)
+        sent(sock, &gate, result)
     }
 
     /// WSPSendTo: datagrams under the `send-to` (and `broadcast`) grants;
@@ -292,7 +295,7 @@ impl Provider {
             send_in_order(sock, &guard.gate, data, flags, to, overlapped).await
         }
         .await;
-        sent(sock, result)
+        sent(sock, &guard.gate, result)
     }
 
     /// WSPRecv: stream bytes, or one datagram from a peer the policy lets
@@ -375,6 +378,9 @@ impl Provider {
             Err(sock.overlapped.pend(ticket, operation, native))
         }
         .await;
+        if let (Ok((data, _)), false) = (&result, flags.contains(MsgFlags::PEEK)) {
+            self.guard.gate.meter().received(data.len());
+        }
         self.received(s, cap, flags, result.as_ref().map(|(d, _)| d.len()));
         result
     }

@@ -1,0 +1,140 @@
+//! What an operator sees of running plugins (issue 13): the metrics
+//! endpoint, scraped with a real HTTP client while a plugin serves.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{ChildStderr, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::cli::{finish_within, wasp_run};
+use crate::common::root;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Forwards each line of `stderr` to the returned channel (and keeps
+/// draining it, so wasp never blocks on a full pipe).
+pub(crate) fn stderr_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The first line of `lines` containing `needle`, within the deadline.
+pub(crate) fn line_with(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line with {needle:?} on stderr: {e}"),
+        }
+    }
+}
+
+/// `GET url` with a bounded wait: the status and the body.
+fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(DEADLINE))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().expect("the metrics endpoint answers");
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+/// The value of the sample `name{labels}` in a scrape.
+fn sample(scrape: &str, name_and_labels: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name_and_labels} in\n{scrape}"))
+}
+
+#[test]
+fn the_metrics_endpoint_counts_what_a_serving_plugin_does() {
+    let policy = root().join("examples/policies/echo.toml");
+    let mut child = wasp_run("rust-event-echo", &policy)
+        .args(["--metrics", "127.0.0.1:0", "--", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(child.stderr.take().unwrap());
+    let url = line_with(&lines, "metrics at http://");
+    let url = url[url.find("http://").unwrap()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr: SocketAddr = first.trim().rsplit(' ').next().unwrap().parse().unwrap();
+
+    // One echo, held open while the plugin is scraped.
+    let payload = vec![7u8; 5000];
+    let mut conn = TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
+    conn.set_read_timeout(Some(DEADLINE)).unwrap();
+    conn.write_all(&payload).unwrap();
+    let mut back = vec![0; payload.len()];
+    conn.read_exact(&mut back).unwrap();
+    // A peer outside the accept grant: refused unseen, counted.
+    let refused = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    refused
+        .bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    refused.connect(&addr.into()).unwrap();
+    let _ = line_with(&lines, "127.0.0.2");
+
+    let (status, scrape) = http_get(&url);
+    assert_eq!(status, 200, "{scrape}");
+    let plugin = r#"{plugin="rust-event-echo.wasm"}"#;
+    let of = |name: &str| sample(&scrape, &format!("{name}{plugin}"));
+    // The listener and the connection held open.
+    assert_eq!(of("wasp_open_sockets"), 2.0, "{scrape}");
+    assert_eq!(of("wasp_received_bytes_total"), 5000.0, "{scrape}");
+    assert_eq!(of("wasp_sent_bytes_total"), 5000.0, "{scrape}");
+    // FD_ACCEPT, then FD_READ and FD_WRITE for the connection.
+    assert!(of("wasp_messages_posted_total") >= 3.0, "{scrape}");
+    assert_eq!(of("wasp_messages_held_back_total"), 0.0, "{scrape}");
+    assert_eq!(of("wasp_queue_depth"), 0.0, "{scrape}");
+    assert!(of("wasp_cpu_seconds_total") > 0.0, "{scrape}");
+    assert!(of("wasp_memory_bytes") >= 65536.0, "{scrape}");
+    let denied = r#"wasp_denials_total{plugin="rust-event-echo.wasm",reason="address:accept"}"#;
+    assert_eq!(sample(&scrape, denied), 1.0, "{scrape}");
+
+    // Only /metrics is served.
+    let (status, _) = http_get(&url.replace("/metrics", "/"));
+    assert_eq!(status, 404);
+
+    // The event echo serves until it is stopped.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_metrics_address_that_cannot_be_bound_is_a_configuration_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let policy = root().join("examples/policies/echo.toml");
+    let child = wasp_run("probe", &policy)
+        .args(["--metrics", &addr, "--", "echo hi"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = finish_within(child, DEADLINE);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("serving metrics at {addr}")),
+        "{stderr}"
+    );
+}
