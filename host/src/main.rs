@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! wasp run PLUGIN.wasm --policy POLICY.toml [LIMITS] [--env KEY=VALUE] [-- ARGS...]
+//! wasp serve MANIFEST.toml [--cache-dir DIR]
 //! wasp compile PLUGIN.wasm [--cache-dir DIR]
 //! wasp policy check POLICY.toml [--strict]
 //! ```
@@ -135,6 +136,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
     },
+    /// Run the plugins of a manifest in one process, each under its own
+    /// policy and limits, restarted with backoff as its entry says;
+    /// SIGHUP reloads their policies, SIGTERM or SIGINT stops them all
+    /// (status 0). The manifest's format is in the README.
+    Serve {
+        /// The manifest (TOML): `[[plugin]]` entries and an optional
+        /// `metrics` address.
+        manifest: PathBuf,
+        /// Where compiled plugins are kept (as for `wasp run`).
+        #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Compile the plugins without the compile cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -208,6 +224,14 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check { file, strict }) => {
             policy_check::check(&file, strict)
         }
+        Command::Serve {
+            manifest,
+            cache_dir,
+            no_cache,
+        } => ExitCode::from(exit_status(cli::serve::serve(
+            &manifest,
+            cache_dir_of(cache_dir, no_cache),
+        ))),
         Command::Compile { plugin, cache_dir } => ExitCode::from(exit_status(compile(
             &plugin,
             cache_dir_of(cache_dir, false),
@@ -303,9 +327,7 @@ fn compile(plugin: &std::path::Path, cache: Option<PathBuf>) -> Result<i32, Fail
         ))
     })?;
     let cache = CompileCache::open(dir).map_err(|e| Failure::Setup(e.into()))?;
-    let host = PluginHost::new()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .map_err(Failure::Setup)?;
+    let host = new_host()?;
     host.load_cached(plugin, &cache)
         .map_err(|e| load_failure(e, plugin))?;
     println!(
@@ -319,25 +341,32 @@ fn compile(plugin: &std::path::Path, cache: Option<PathBuf>) -> Result<i32, Fail
 /// Prints one line saying why the plugin ended and returns the status that
 /// says it (see [`EXIT_STATUS_HELP`]).
 fn report_stop(err: &wasmtime::Error) -> u8 {
+    let (status, why) = stop_status(err);
+    eprintln!("wasp: {why}");
+    status
+}
+
+/// The exit status that says why a plugin run ended in `err`, and a line
+/// saying it (see [`EXIT_STATUS_HELP`]).
+fn stop_status(err: &wasmtime::Error) -> (u8, String) {
     tracing::debug!("the plugin ended with {err:?}");
     if let Some(stop) = err.downcast_ref::<GuestStopped>() {
-        eprintln!("wasp: plugin stopped: {stop}");
-        return match stop {
+        let status = match stop {
             GuestStopped::Memory(_) => cli::EXIT_MEMORY,
             GuestStopped::CpuTime(_) => cli::EXIT_CPU_TIME,
             GuestStopped::WallTime(_) => cli::EXIT_WALL_TIME,
             GuestStopped::CpuShare(_) => cli::EXIT_CPU_SHARE,
         };
+        return (status, format!("plugin stopped: {stop}"));
     }
     if err.downcast_ref::<InstantiationFailed>().is_some() {
-        eprintln!(
-            "wasp: error: cannot instantiate the plugin: {}",
-            err.root_cause()
-        );
-        return cli::EXIT_CANNOT_LOAD;
+        let why = format!("error: cannot instantiate the plugin: {}", err.root_cause());
+        return (cli::EXIT_CANNOT_LOAD, why);
     }
-    eprintln!("wasp: plugin trapped: {}", err.root_cause());
-    cli::EXIT_TRAP
+    (
+        cli::EXIT_TRAP,
+        format!("plugin trapped: {}", err.root_cause()),
+    )
 }
 
 /// What `wasp run` was asked to do.
@@ -372,7 +401,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
         args,
         metrics,
     } = request;
-    let policy = Arc::new(Policy::from_file(&policy_path).map_err(|e| Failure::Setup(e.into()))?);
+    let policy = read_policy(&policy_path)?;
     // One plugin, one thread: the guest, its reactor (turned inline by its
     // queue calls) and the tasks beside it (admission, rooted joins,
     // lingering closes) share it, so an event wakes no other thread.
@@ -381,21 +410,10 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
         .build()
         .context("starting the async runtime")
         .map_err(Failure::Setup)?;
-    let host = PluginHost::new()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .map_err(Failure::Setup)?;
-    // A cache that cannot be used is a slower start, not a failure.
-    let cache = cache.and_then(|dir| {
-        CompileCache::open(dir)
-            .inspect_err(|e| eprintln!("wasp: warning: {e}; compiling without a cache"))
-            .ok()
-    });
-    let loaded = match &cache {
-        Some(cache) => host.load_cached(&plugin, cache),
-        None => host.load(&plugin),
-    };
-    let component = loaded.map_err(|e| load_failure(e, &plugin))?;
-    let mut options = GuestOptions::new(name.clone(), policy);
+    let host = new_host()?;
+    let cache = open_cache(cache);
+    let component = load(&host, &plugin, cache.as_ref())?;
+    let options = guest_options(&name, policy, &flags, env, args);
     // SIGHUP reloads the policy file into the running plugin (caught from
     // here on: a SIGHUP during the start does not end wasp).
     let hangups = {
@@ -404,11 +422,8 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
     };
     match hangups {
         Ok(hangups) => {
-            runtime.spawn(reload_on_hangup(
-                hangups,
-                policy_path.clone(),
-                options.policy.clone(),
-            ));
+            let live = vec![(policy_path.clone(), options.policy.clone())];
+            runtime.spawn(reload_on_hangup(hangups, live));
         }
         Err(e) => eprintln!("wasp: warning: SIGHUP cannot be caught ({e}): no policy reload"),
     }
@@ -421,25 +436,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
             .map_err(Failure::Setup)?;
         tracing::info!(plugin = %name, "metrics at http://{bound}/metrics");
     }
-    options.args = args;
-    options.env = env;
-    options.memory_limit = flags.memory_mib.saturating_mul(1 << 20);
-    let limits = &mut options.time_limits;
-    limits.cpu_time = flags.cpu_time.or(limits.cpu_time);
-    limits.wall_time = flags.wall_time.or(limits.wall_time);
-    limits.cpu_share = flags.cpu_share.or(limits.cpu_share);
-    let time = &options.time_limits;
-    let seconds =
-        |limit: Option<Duration>| limit.map_or("none".into(), |d| format!("{}s", d.as_secs_f64()));
-    tracing::info!(
-        plugin = %name,
-        policy = %policy_path.display(),
-        memory_mib = flags.memory_mib,
-        cpu_time = %seconds(time.cpu_time),
-        wall_time = %seconds(time.wall_time),
-        cpu_share = %time.cpu_share.map_or("none".into(), |p| format!("{p}%")),
-        "plugin starting"
-    );
+    log_start(&options, &policy_path);
     let result = runtime.block_on(host.run(&component, options));
     // A write to a stalled stdout may still hold a blocking thread: do not
     // wait for it past a moment.
@@ -453,19 +450,94 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
 /// reported and the policy in force is kept.
 async fn reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
-    path: PathBuf,
-    live: PolicyHandle,
+    live: Vec<(PathBuf, PolicyHandle)>,
 ) {
     while hangups.recv().await.is_some() {
-        match Policy::from_file(&path) {
-            Ok(policy) => {
-                live.replace(Arc::new(policy));
-                eprintln!("wasp: policy reloaded from {}", path.display());
+        for (path, handle) in &live {
+            match Policy::from_file(path) {
+                Ok(policy) => {
+                    handle.replace(Arc::new(policy));
+                    eprintln!("wasp: policy reloaded from {}", path.display());
+                }
+                Err(e) => eprintln!(
+                    "wasp: error: policy reload from {} failed, keeping the policy in force: {e}",
+                    path.display()
+                ),
             }
-            Err(e) => eprintln!(
-                "wasp: error: policy reload from {} failed, keeping the policy in force: {e}",
-                path.display()
-            ),
         }
     }
+}
+
+/// Reads the policy file at `path` (an invalid one is a configuration
+/// error).
+fn read_policy(path: &std::path::Path) -> Result<Arc<Policy>, Failure> {
+    Policy::from_file(path)
+        .map(Arc::new)
+        .map_err(|e| Failure::Setup(e.into()))
+}
+
+/// The engine every plugin of this process runs on.
+fn new_host() -> Result<PluginHost, Failure> {
+    PluginHost::new()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .map_err(Failure::Setup)
+}
+
+/// The compile cache in `dir`, if one is asked for and can be used: one
+/// that cannot is a slower start, not a failure.
+fn open_cache(dir: Option<PathBuf>) -> Option<CompileCache> {
+    dir.and_then(|dir| {
+        CompileCache::open(dir)
+            .inspect_err(|e| eprintln!("wasp: warning: {e}; compiling without a cache"))
+            .ok()
+    })
+}
+
+/// Loads (checks and compiles, or takes from the cache) `plugin`.
+fn load(
+    host: &PluginHost,
+    plugin: &std::path::Path,
+    cache: Option<&CompileCache>,
+) -> Result<wasmtime::component::Component, Failure> {
+    let loaded = match cache {
+        Some(cache) => host.load_cached(plugin, cache),
+        None => host.load(plugin),
+    };
+    loaded.map_err(|e| load_failure(e, plugin))
+}
+
+/// The options of one plugin run: its policy, the limits given (each
+/// overriding the policy's), its environment and arguments.
+fn guest_options(
+    name: &str,
+    policy: Arc<Policy>,
+    flags: &LimitFlags,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+) -> GuestOptions {
+    let mut options = GuestOptions::new(name, policy);
+    options.args = args;
+    options.env = env;
+    options.memory_limit = flags.memory_mib.saturating_mul(1 << 20);
+    let limits = &mut options.time_limits;
+    limits.cpu_time = flags.cpu_time.or(limits.cpu_time);
+    limits.wall_time = flags.wall_time.or(limits.wall_time);
+    limits.cpu_share = flags.cpu_share.or(limits.cpu_share);
+    options
+}
+
+/// The start line of a plugin: its name, policy and limits.
+fn log_start(options: &GuestOptions, policy_path: &std::path::Path) {
+    let time = &options.time_limits;
+    let seconds =
+        |limit: Option<Duration>| limit.map_or("none".into(), |d| format!("{}s", d.as_secs_f64()));
+    tracing::info!(
+        plugin = %options.name,
+        policy = %policy_path.display(),
+        memory_mib = options.memory_limit >> 20,
+        cpu_time = %seconds(time.cpu_time),
+        wall_time = %seconds(time.wall_time),
+        cpu_share = %time.cpu_share.map_or("none".into(), |p| format!("{p}%")),
+        "plugin starting"
+    );
 }

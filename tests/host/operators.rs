@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::cli::{finish_within, wasp_run};
-use crate::common::root;
+use crate::common::{guest, root};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -137,4 +137,138 @@ fn a_metrics_address_that_cannot_be_bound_is_a_configuration_error() {
         stderr.contains(&format!("serving metrics at {addr}")),
         "{stderr}"
     );
+}
+
+/// A free loopback port (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Echoes `payload` through the server at `addr`.
+fn echoes(addr: &str, payload: &[u8]) -> bool {
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut conn) = TcpStream::connect_timeout(&addr, DEADLINE) else {
+        return false;
+    };
+    conn.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut back = vec![0; payload.len()];
+    conn.write_all(payload).is_ok() && conn.read_exact(&mut back).is_ok() && back == payload
+}
+
+#[test]
+fn serve_runs_three_plugins_restarts_the_one_that_fails_and_stops_on_sigterm() {
+    let dir = root().join("target/guests/serve");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let echo = root().join("examples/policies/echo.toml");
+    std::fs::copy(&echo, dir.join("echo-a.toml")).unwrap();
+    let manifest = format!(
+        r#"
+metrics = "127.0.0.1:0"
+
+[[plugin]]
+name = "echo-a"
+path = "{event_echo}"
+policy = "echo-a.toml"
+args = ["{a}"]
+
+[[plugin]]
+name = "echo-b"
+path = "{event_echo}"
+policy = "{echo}"
+args = ["{b}"]
+
+# Allocates until its memory limit stops it: it ends itself, again and
+# again, and is restarted each time.
+[[plugin]]
+name = "hog"
+path = "{hog}"
+policy = "{echo}"
+memory-mib = 4
+backoff-initial-seconds = 0.05
+backoff-max-seconds = 0.2
+"#,
+        event_echo = guest("rust-event-echo").display(),
+        hog = guest("hog").display(),
+        echo = echo.display(),
+    );
+    let manifest_path = dir.join("serve.toml");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let mut child = crate::cli::wasp()
+        .arg("serve")
+        .arg(&manifest_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(child.stderr.take().unwrap());
+    let metrics = line_with(&lines, "metrics at http://");
+    let metrics = metrics[metrics.find("http://").unwrap()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // The hog is stopped at its limit and started again, three times over.
+    for _ in 0..3 {
+        line_with(&lines, "restarting in");
+    }
+    // Meanwhile both echo plugins serve.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !(echoes(&a, b"to a") && echoes(&b, b"to b")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the echo plugins do not serve"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, scrape) = http_get(&metrics);
+    assert!(
+        sample(&scrape, r#"wasp_restarts_total{plugin="hog"}"#) >= 2.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(&scrape, r#"wasp_restarts_total{plugin="echo-a"}"#),
+        0.0
+    );
+    assert_eq!(
+        sample(&scrape, r#"wasp_received_bytes_total{plugin="echo-b"}"#),
+        4.0
+    );
+
+    // SIGHUP reloads each plugin's policy: echo-a's now refuses 127.0.0.1.
+    std::fs::write(
+        dir.join("echo-a.toml"),
+        std::fs::read_to_string(&echo).unwrap().replace(
+            r#"accept = [{ addr = "127.0.0.1" }]"#,
+            r#"accept = [{ addr = "127.0.0.9" }]"#,
+        ),
+    )
+    .unwrap();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("HUP");
+    let reloaded = format!("policy reloaded from {}", dir.join("echo-a.toml").display());
+    line_with(&lines, &reloaded);
+    assert!(!echoes(&a, b"refused now"), "echo-a still admits 127.0.0.1");
+    assert!(echoes(&b, b"still served"));
+
+    // SIGTERM stops them all: status 0, every socket closed.
+    signal("TERM");
+    let output = finish_within(child, DEADLINE);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(TcpStream::connect(&b).is_err(), "echo-b still listens");
 }

@@ -42,6 +42,13 @@ impl Plugins {
         });
     }
 
+    /// Counts one restart of the plugin `name`.
+    pub fn restarted(&self, name: &str) {
+        if let Some(w) = self.lock().iter_mut().find(|w| w.name == name) {
+            w.restarts += 1;
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<Watched>> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }

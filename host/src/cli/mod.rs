@@ -4,6 +4,7 @@
 pub mod logging;
 pub mod metrics;
 pub mod policy_check;
+pub mod serve;
 
 /// Usage error (clap's own) or a configuration that is not valid: an
 /// invalid policy file, a malformed `--env`.
