@@ -39,6 +39,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasp_host::cache::CompileCache;
 use wasp_host::check::PluginError;
+use wasp_host::policy::Mode;
 use wasp_host::run::{GuestOptions, GuestStopped, InstantiationFailed, PluginHost};
 use wasp_host::{Policy, PolicyHandle};
 
@@ -116,6 +117,17 @@ enum Command {
         /// plugin sees no other.
         #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_var)]
         env: Vec<(String, String)>,
+        /// Audit the policy instead of enforcing it: every use of the
+        /// network is checked and recorded, what the policy does not grant
+        /// is logged ("audit: would deny") but allowed; at the end, the
+        /// smallest policy that allows what the plugin did is printed
+        /// (limits still hold). Also `mode = "audit"` in the policy file.
+        #[arg(long)]
+        audit: bool,
+        /// Write the suggested policy of an audited run to FILE instead of
+        /// printing it (implies --audit).
+        #[arg(long, value_name = "FILE")]
+        suggest_policy: Option<PathBuf>,
         /// Serve the plugin's metrics (Prometheus text format) at
         /// http://ADDR/metrics: sockets, bytes, messages, queue depth,
         /// denials by reason, CPU time, memory. Off by default.
@@ -247,10 +259,14 @@ fn main() -> ExitCode {
             no_cache,
             env,
             metrics,
+            audit,
+            suggest_policy,
             args,
         } => {
             let request = RunRequest {
                 metrics,
+                audit: audit || suggest_policy.is_some(),
+                suggest_policy,
                 plugin,
                 policy,
                 limits: LimitFlags {
@@ -372,6 +388,8 @@ fn stop_status(err: &wasmtime::Error) -> (u8, String) {
 /// What `wasp run` was asked to do.
 struct RunRequest {
     metrics: Option<std::net::SocketAddr>,
+    audit: bool,
+    suggest_policy: Option<PathBuf>,
     plugin: PathBuf,
     policy: PathBuf,
     limits: LimitFlags,
@@ -400,8 +418,14 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
         env,
         args,
         metrics,
+        audit,
+        suggest_policy,
     } = request;
-    let policy = read_policy(&policy_path)?;
+    let source = PolicySource {
+        path: policy_path.clone(),
+        audit,
+    };
+    let policy = source.read().map_err(|e| Failure::Setup(e.into()))?;
     // One plugin, one thread: the guest, its reactor (turned inline by its
     // queue calls) and the tasks beside it (admission, rooted joins,
     // lingering closes) share it, so an event wakes no other thread.
@@ -422,7 +446,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
     };
     match hangups {
         Ok(hangups) => {
-            let live = vec![(policy_path.clone(), options.policy.clone())];
+            let live = vec![(source, options.policy.clone())];
             runtime.spawn(reload_on_hangup(hangups, live));
         }
         Err(e) => eprintln!("wasp: warning: SIGHUP cannot be caught ({e}): no policy reload"),
@@ -437,7 +461,12 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
         tracing::info!(plugin = %name, "metrics at http://{bound}/metrics");
     }
     log_start(&options, &policy_path);
+    let (live, meter) = (options.policy.clone(), options.meter.clone());
     let result = runtime.block_on(host.run(&component, options));
+    if live.current().mode() == Mode::Audit {
+        let suggestion = wasp_host::policy::suggest::suggest(&meter.activities());
+        report_suggestion(&suggestion, suggest_policy.as_deref()).map_err(Failure::Setup)?;
+    }
     // A write to a stalled stdout may still hold a blocking thread: do not
     // wait for it past a moment.
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -450,30 +479,56 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
 /// reported and the policy in force is kept.
 async fn reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
-    live: Vec<(PathBuf, PolicyHandle)>,
+    live: Vec<(PolicySource, PolicyHandle)>,
 ) {
     while hangups.recv().await.is_some() {
-        for (path, handle) in &live {
-            match Policy::from_file(path) {
+        for (source, handle) in &live {
+            let path = source.path.display();
+            match source.read() {
                 Ok(policy) => {
-                    handle.replace(Arc::new(policy));
-                    eprintln!("wasp: policy reloaded from {}", path.display());
+                    handle.replace(policy);
+                    eprintln!("wasp: policy reloaded from {path}");
                 }
                 Err(e) => eprintln!(
-                    "wasp: error: policy reload from {} failed, keeping the policy in force: {e}",
-                    path.display()
+                    "wasp: error: policy reload from {path} failed, keeping the policy in force: {e}"
                 ),
             }
         }
     }
 }
 
-/// Reads the policy file at `path` (an invalid one is a configuration
-/// error).
-fn read_policy(path: &std::path::Path) -> Result<Arc<Policy>, Failure> {
-    Policy::from_file(path)
-        .map(Arc::new)
-        .map_err(|e| Failure::Setup(e.into()))
+/// Where a plugin's policy comes from: its file, audited by `--audit`
+/// whatever the file's mode.
+#[derive(Clone)]
+struct PolicySource {
+    path: PathBuf,
+    audit: bool,
+}
+
+impl PolicySource {
+    /// Reads the policy file.
+    fn read(&self) -> Result<Arc<Policy>, wasp_host::PolicyError> {
+        let policy = Policy::from_file(&self.path)?;
+        Ok(Arc::new(match self.audit {
+            true => policy.in_mode(Mode::Audit),
+            false => policy,
+        }))
+    }
+}
+
+/// Prints the policy an audited run suggests, or writes it to `file`.
+fn report_suggestion(suggestion: &str, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match file {
+        Some(file) => {
+            std::fs::write(file, suggestion)
+                .with_context(|| format!("writing the suggested policy to {}", file.display()))?;
+            tracing::info!("audit: suggested policy written to {}", file.display());
+        }
+        None => eprintln!(
+            "wasp: audit: the smallest policy that allows what the plugin did:\n{suggestion}"
+        ),
+    }
+    Ok(())
 }
 
 /// The engine every plugin of this process runs on.

@@ -272,3 +272,101 @@ backoff-max-seconds = 0.2
     assert_eq!(output.status.code(), Some(0));
     assert!(TcpStream::connect(&b).is_err(), "echo-b still listens");
 }
+
+/// `wasp run probe` with `flags` and the probe's `script`: its exit status,
+/// stdout lines and stderr.
+fn run_probe(
+    policy: &std::path::Path,
+    flags: &[&str],
+    script: &[&str],
+) -> (Option<i32>, Vec<String>, String) {
+    let child = wasp_run("probe", policy)
+        .args(flags)
+        .arg("--")
+        .args(script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = finish_within(child, DEADLINE);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    (
+        output.status.code(),
+        stdout.lines().map(str::to_string).collect(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_audited_run_allows_everything_and_its_suggested_policy_allows_exactly_that() {
+    let dir = root().join("target/guests/audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.toml");
+    std::fs::write(&empty, "# grants nothing\n").unwrap();
+    let suggested = dir.join("suggested.toml");
+    let _ = std::fs::remove_file(&suggested);
+    let tcp_target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp_target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_target.set_read_timeout(Some(DEADLINE)).unwrap();
+    let connect = format!("connect s1 {}", tcp_target.local_addr().unwrap());
+    let send_to = format!("sendto s2 {} audited", udp_target.local_addr().unwrap());
+    let script = [
+        "socket 2 1 6",
+        "bind s0 127.0.0.1:0",
+        "listen s0 1",
+        "socket 2 1 6",
+        &connect,
+        "socket 2 2 17",
+        &send_to,
+    ];
+
+    // Enforced, the empty policy refuses the first call.
+    let (status, lines, _) = run_probe(&empty, &[], &script[..1]);
+    assert_eq!(status, Some(0));
+    assert_eq!(lines[0], "err WSAEACCES", "{lines:?}");
+
+    // Audited: every call goes through, each logged as a denial it would
+    // have been; the suggestion is written.
+    let flags = ["--suggest-policy", suggested.to_str().unwrap()];
+    let (status, lines, stderr) = run_probe(&empty, &flags, &script);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(lines.iter().all(|l| l.starts_with("ok")), "{lines:?}");
+    assert!(
+        stderr.contains("audit: would deny: protocol `tcp` is not in the policy's `protocols`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("audit: would deny: no `connect` grant covers"),
+        "{stderr}"
+    );
+    let mut datagram = [0u8; 16];
+    let (n, _) = udp_target.recv_from(&mut datagram).unwrap();
+    assert_eq!(&datagram[..n], b"audited");
+    assert!(tcp_target.accept().is_ok());
+
+    // The suggestion is a valid policy, and enforced it allows the same
+    // run...
+    let check = crate::cli::wasp()
+        .args(["policy", "check"])
+        .arg(&suggested)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checked = finish_within(check, DEADLINE);
+    assert!(
+        checked.status.success(),
+        "{}",
+        std::fs::read_to_string(&suggested).unwrap()
+    );
+    let (status, again, stderr) = run_probe(&suggested, &[], &script);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert_eq!(again, lines, "{stderr}");
+    assert!(!stderr.contains("denied"), "{stderr}");
+
+    // ...and nothing more: another port of the same host is refused.
+    let elsewhere = format!("sendto s2 127.0.0.1:{} x", free_port());
+    let more: Vec<&str> = script.iter().copied().chain([elsewhere.as_str()]).collect();
+    let (_, lines, _) = run_probe(&suggested, &[], &more);
+    assert_eq!(lines.last().unwrap(), "err WSAEACCES", "{lines:?}");
+}

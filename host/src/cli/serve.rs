@@ -142,7 +142,7 @@ impl Backoff {
 /// One plugin ready to run: checked, compiled, its policy read.
 struct Prepared {
     options: GuestOptions,
-    policy_path: PathBuf,
+    policy: crate::PolicySource,
     component: Component,
     restart: Restart,
     backoff: Backoff,
@@ -207,7 +207,11 @@ fn prepare(
         wall_time: optional("max-wall-seconds", entry.max_wall_seconds).map_err(setup)?,
         cpu_share: entry.max_cpu_share,
     };
-    let policy = crate::read_policy(&entry.policy)?;
+    let source = crate::PolicySource {
+        path: entry.policy.clone(),
+        audit: false,
+    };
+    let policy = source.read().map_err(|e| Failure::Setup(e.into()))?;
     let component = crate::load(host, &entry.path, cache)?;
     let env = entry.env.into_iter().collect();
     let options = crate::guest_options(&entry.name, policy, &flags, env, entry.args);
@@ -217,7 +221,7 @@ fn prepare(
     );
     Ok(Prepared {
         options,
-        policy_path: entry.policy,
+        policy: source,
         component,
         restart: entry.restart,
         backoff,
@@ -270,7 +274,7 @@ pub fn serve(path: &Path, cache: Option<PathBuf>) -> Result<i32, Failure> {
         .map_err(Failure::Setup)?;
     let live = plugins
         .iter()
-        .map(|p| (p.policy_path.clone(), p.options.policy.clone()))
+        .map(|p| (p.policy.clone(), p.options.policy.clone()))
         .collect();
     runtime.spawn(crate::reload_on_hangup(hangups, live));
     let (stop, stopped) = watch::channel(false);
@@ -330,7 +334,7 @@ async fn supervise(
         }
     };
     loop {
-        crate::log_start(&plugin.options, &plugin.policy_path);
+        crate::log_start(&plugin.options, &plugin.policy.path);
         let started = Instant::now();
         let run = host.run_prepared(&prepared, plugin.options.clone());
         let result = tokio::select! {

@@ -23,7 +23,8 @@ use super::qos::Flow;
 use super::select::{FdEvents, Input};
 use super::socket::Membership;
 use crate::error::WsaError;
-use crate::policy::{Denial, Destination, MulticastGrant, NetUse, Policy, Transport};
+use crate::policy::suggest::Activity;
+use crate::policy::{Denial, Mode, MulticastGrant, NetUse, Policy, Transport, canonical};
 
 /// A guest's policy that can be replaced while the guest runs: by an
 /// embedder, or by the CLI when its policy file is reloaded (SIGHUP).
@@ -389,6 +390,19 @@ impl Gate {
     /// and kept as the last denial. Returns `WSAEACCES`.
     pub fn deny(&self, denial: Denial, by: DeniedBy) -> WsaError {
         let mut telemetry = self.telemetry();
+        self.report(&mut telemetry, &denial, by, "denied");
+        let hook = telemetry.hook.clone();
+        telemetry.last = Some(denial.clone());
+        drop(telemetry);
+        if let Some(hook) = hook {
+            hook(&denial);
+        }
+        WsaError::Acces
+    }
+
+    /// Counts `denial` under its reason and logs it within the rate, as
+    /// `what` ("denied", or in audit mode "audit: would deny").
+    fn report(&self, telemetry: &mut Telemetry, denial: &Denial, by: DeniedBy, what: &str) {
         self.meter.denied(denial.reason().name());
         if let Some(suppressed) = telemetry.log.admit(Instant::now()) {
             let peer = if by == DeniedBy::Inbound {
@@ -399,19 +413,41 @@ impl Gate {
             if suppressed > 0 {
                 tracing::warn!(
                     guest = %self.label,
-                    "denied: {denial}{peer} ({suppressed} more denials not logged)"
+                    "{what}: {denial}{peer} ({suppressed} more denials not logged)"
                 );
             } else {
-                tracing::warn!(guest = %self.label, "denied: {denial}{peer}");
+                tracing::warn!(guest = %self.label, "{what}: {denial}{peer}");
             }
         }
-        let hook = telemetry.hook.clone();
-        telemetry.last = Some(denial.clone());
-        drop(telemetry);
-        if let Some(hook) = hook {
-            hook(&denial);
+    }
+
+    /// The one rule for a use the guest makes, given the policy's
+    /// `verdict` on it: allowed, or refused with `WSAEACCES`. Under a
+    /// policy in [`Mode::Audit`] the use is recorded (for the suggested
+    /// policy), and a denial of a grant is logged and counted as one it
+    /// would have been, but let through.
+    fn rule(
+        &self,
+        policy: &Policy,
+        activity: Activity,
+        verdict: Result<(), Denial>,
+        by: DeniedBy,
+    ) -> Result<(), WsaError> {
+        let auditing = policy.mode() == Mode::Audit;
+        match verdict {
+            Ok(()) => {
+                if auditing {
+                    self.meter.record(activity);
+                }
+                Ok(())
+            }
+            Err(denial) if auditing && denial.is_of_a_grant() => {
+                self.meter.record(activity);
+                self.report(&mut self.telemetry(), &denial, by, "audit: would deny");
+                Ok(())
+            }
+            Err(denial) => Err(self.deny(denial, by)),
         }
-        WsaError::Acces
     }
 
     /// Calls `hook` with every later denial of this guest.
@@ -421,30 +457,81 @@ impl Gate {
 
     /// Checks `net_use` of `addr` for a call of the guest.
     pub fn check(&self, net_use: NetUse, addr: SocketAddr) -> Result<(), WsaError> {
-        self.policy()
-            .check(net_use, addr)
-            .map_err(|denial| self.deny(denial, DeniedBy::Call))
+        let policy = self.policy();
+        let used = Activity::Address(net_use, canonical(addr));
+        self.rule(&policy, used, policy.check(net_use, addr), DeniedBy::Call)
     }
 
     /// Whether an inbound peer passes the `net_use` filter (accept,
     /// recv-from); a refusal is counted and logged, never shown to the
     /// guest.
     pub fn admits(&self, net_use: NetUse, peer: SocketAddr) -> bool {
-        match self.policy().check(net_use, peer) {
-            Ok(()) => true,
+        let policy = self.policy();
+        let used = Activity::Address(net_use, canonical(peer));
+        let verdict = policy.check(net_use, peer);
+        self.rule(&policy, used, verdict, DeniedBy::Inbound).is_ok()
+    }
+
+    /// Checks that the guest may create sockets of `transport`.
+    pub fn check_protocol(&self, transport: Transport) -> Result<(), WsaError> {
+        let policy = self.policy();
+        let verdict = policy.check_protocol(transport);
+        self.rule(
+            &policy,
+            Activity::Protocol(transport),
+            verdict,
+            DeniedBy::Call,
+        )
+    }
+
+    /// The multicast grant covering `group`, for a call of the guest. In
+    /// audit mode a group no grant covers gets a grant of its own (on the
+    /// default interface, any TTL, whose setting is audited in turn).
+    pub fn check_multicast(&self, group: SocketAddr) -> Result<MulticastGrant, WsaError> {
+        let policy = self.policy();
+        let used = Activity::Multicast(canonical(group));
+        match policy.check_multicast(group) {
+            Ok(grant) => {
+                let grant = grant.clone();
+                self.rule(&policy, used, Ok(()), DeniedBy::Call)?;
+                Ok(grant)
+            }
             Err(denial) => {
-                self.deny(denial, DeniedBy::Inbound);
-                false
+                self.rule(&policy, used, Err(denial), DeniedBy::Call)?;
+                let group = canonical(group);
+                let mut grant =
+                    MulticastGrant::loopback(group.ip().into(), group.port()..=group.port());
+                grant.max_ttl = u8::MAX;
+                Ok(grant)
             }
         }
     }
 
-    /// The multicast grant covering `group`, for a call of the guest.
-    pub fn check_multicast(&self, group: SocketAddr) -> Result<MulticastGrant, WsaError> {
-        match self.policy().check_multicast(group) {
-            Ok(grant) => Ok(grant.clone()),
-            Err(denial) => Err(self.deny(denial, DeniedBy::Call)),
+    /// The one decision for an outbound destination (`connect`,
+    /// `send-to`): a multicast group needs a `multicast` grant, whose grant
+    /// is returned; any other address a grant of `net_use`.
+    pub fn check_destination(
+        &self,
+        net_use: NetUse,
+        to: SocketAddr,
+    ) -> Result<Option<MulticastGrant>, WsaError> {
+        if canonical(to).ip().is_multicast() {
+            self.check_multicast(to).map(Some)
+        } else {
+            self.check(net_use, to).map(|()| None)
         }
+    }
+
+    /// Checks a multicast TTL (IPv4) or hop limit (`v6`) of `asked`
+    /// against `ceiling`, the grant's.
+    pub fn check_ttl(&self, asked: u8, ceiling: u8, v6: bool) -> Result<(), WsaError> {
+        let policy = self.policy();
+        let verdict = match asked <= ceiling {
+            true => Ok(()),
+            false => Err(Denial::MulticastTtl { asked, ceiling }),
+        };
+        let used = Activity::MulticastTtl { v6, ttl: asked };
+        self.rule(&policy, used, verdict, DeniedBy::Call)
     }
 
     /// Whether the guest's `wasi:sockets` (the second door to the network)
@@ -455,28 +542,18 @@ impl Gate {
     /// the kernel's default multicast TTL of 1, which `wasi:sockets` 0.2
     /// cannot lower.
     pub fn allows_wasi(&self, net_use: NetUse, transport: Transport, addr: SocketAddr) -> bool {
-        if let Err(denial) = self.policy().check_protocol(transport) {
-            self.deny(denial, DeniedBy::Call);
-            return false;
-        }
-        let decided = match net_use {
-            NetUse::Accept | NetUse::RecvFrom => return self.admits(net_use, addr),
-            NetUse::Connect | NetUse::SendTo => {
-                match self.policy().check_destination(net_use, addr) {
-                    Ok(Destination::Unicast) => Ok(()),
-                    Ok(Destination::Multicast(grant)) => grant.check_ttl(WASI_MULTICAST_TTL),
-                    Err(denial) => Err(denial),
-                }
-            }
-            NetUse::Bind | NetUse::Listen | NetUse::Broadcast => self.policy().check(net_use, addr),
-        };
-        match decided {
-            Ok(()) => true,
-            Err(denial) => {
-                self.deny(denial, DeniedBy::Call);
-                false
-            }
-        }
+        let decided = self.check_protocol(transport).and_then(|()| match net_use {
+            NetUse::Accept | NetUse::RecvFrom => match self.admits(net_use, addr) {
+                true => Ok(()),
+                false => Err(WsaError::Acces),
+            },
+            NetUse::Connect | NetUse::SendTo => match self.check_destination(net_use, addr)? {
+                Some(grant) => self.check_ttl(WASI_MULTICAST_TTL, grant.max_ttl, addr.is_ipv6()),
+                None => Ok(()),
+            },
+            NetUse::Bind | NetUse::Listen | NetUse::Broadcast => self.check(net_use, addr),
+        });
+        decided.is_ok()
     }
 
     /// The most recent denial of a call.

@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use super::gate::DenialCounts;
 use super::queue::MessageQueue;
+use crate::policy::suggest::Activity;
 
 /// The live counts of one guest (see the module documentation).
 #[derive(Debug, Default)]
@@ -31,6 +34,9 @@ pub struct Meter {
     denials: Mutex<DenialCounts>,
     /// The guest's message queues, for their depth.
     queues: Mutex<Vec<Weak<MessageQueue>>>,
+    /// Every use of the network the guest made under a policy in audit
+    /// mode, for the policy that would allow it.
+    activities: Mutex<BTreeSet<Activity>>,
 }
 
 /// One reading of a guest's [`Meter`].
@@ -127,6 +133,22 @@ impl Meter {
     /// The guest's memory now.
     pub(crate) fn set_memory(&self, bytes: usize) {
         self.memory_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Records a use the guest made (audit mode).
+    pub(crate) fn record(&self, activity: Activity) {
+        self.activities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(activity);
+    }
+
+    /// The uses of the network recorded while the guest ran under a policy
+    /// in audit mode: what [`crate::policy::suggest::suggest`] makes a
+    /// policy of.
+    pub fn activities(&self) -> Vec<Activity> {
+        let recorded = self.activities.lock().unwrap_or_else(|p| p.into_inner());
+        recorded.iter().copied().collect()
     }
 
     /// Counts the depth of `queue` from now on, for as long as it lives.

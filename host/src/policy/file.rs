@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use super::{Limits, MulticastGrant, MulticastInterface, NetUse, Policy, Transport, address};
+use super::{Limits, Mode, MulticastGrant, MulticastInterface, NetUse, Policy, Transport, address};
 
 /// A policy file that could not be read or understood.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +57,23 @@ pub enum PolicyError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct PolicyFile {
+    /// "enforce" (the default) or "audit".
+    #[serde(default)]
+    mode: ModeName,
     #[serde(default)]
     protocols: Vec<ProtocolName>,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
     grants: GrantsFile,
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum ModeName {
+    #[default]
+    Enforce,
+    Audit,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -582,7 +593,13 @@ fn parse(text: &str, where_: String) -> Result<Policy, PolicyError> {
         where_,
         message: e.to_string(),
     })?;
-    let mut builder = Policy::builder().limits(file.limits.over(Limits::default()));
+    let mode = match file.mode {
+        ModeName::Enforce => Mode::Enforce,
+        ModeName::Audit => Mode::Audit,
+    };
+    let mut builder = Policy::builder()
+        .mode(mode)
+        .limits(file.limits.over(Limits::default()));
     for protocol in &file.protocols {
         builder = builder.allow_protocol(match protocol {
             ProtocolName::Tcp => Transport::Tcp,

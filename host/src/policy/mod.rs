@@ -12,6 +12,7 @@ mod file;
 #[cfg(test)]
 mod matrix_tests;
 pub mod review;
+pub mod suggest;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -96,6 +97,21 @@ impl fmt::Display for NetUse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Whether a policy's decisions are enforced (`mode` in the file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// A use the grants do not cover is refused (`WSAEACCES`).
+    #[default]
+    Enforce,
+    /// Every use is checked and recorded, and what the grants do not cover
+    /// is logged as a denial it would have been, but allowed: a plugin is
+    /// run this way to learn the policy it needs (`wasp run --audit`,
+    /// [`suggest`]). Refusals that are not grants (an IPv6 form hiding an
+    /// IPv4 address, a broadcast without SO_BROADCAST) and the limits
+    /// still hold.
+    Audit,
 }
 
 /// A transport protocol the policy can allow (`protocols` in the file).
@@ -335,6 +351,20 @@ impl Denial {
             Denial::BroadcastWithoutFlag(_) => DenialReason::BroadcastFlag,
         }
     }
+
+    /// Whether the denial is of a grant, which [`Mode::Audit`] lets
+    /// through: an address, a protocol, a multicast group or TTL. The
+    /// others (an IPv6 form hiding an IPv4 address, a broadcast without
+    /// SO_BROADCAST) are refused in either mode.
+    pub const fn is_of_a_grant(&self) -> bool {
+        matches!(
+            self,
+            Denial::Address { .. }
+                | Denial::Protocol(_)
+                | Denial::Multicast(_)
+                | Denial::MulticastTtl { .. }
+        )
+    }
 }
 
 /// Why something was denied, as a small closed set (per-guest denial
@@ -427,6 +457,7 @@ pub enum Destination<'a> {
 /// allow-list of protocols and [`Limits`].
 #[derive(Clone, Default)]
 pub struct Policy {
+    mode: Mode,
     protocols: BTreeSet<Transport>,
     grants: [Vec<AddressGrant>; 7],
     multicast: Vec<MulticastGrant>,
@@ -440,6 +471,7 @@ impl fmt::Debug for Policy {
             .map(|u| (u.name(), &self.grants[u.index()]))
             .collect();
         f.debug_struct("Policy")
+            .field("mode", &self.mode)
             .field("protocols", &self.protocols)
             .field("grants", &grants)
             .field("multicast", &self.multicast)
@@ -452,6 +484,17 @@ impl Policy {
     /// The policy that allows nothing (no protocol, no address).
     pub fn deny_all() -> Self {
         Self::default()
+    }
+
+    /// Whether the policy's decisions are enforced or audited.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// This policy in `mode` (`wasp run --audit` audits a policy file).
+    pub fn in_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// The grants of `net_use` (for example the addresses a guest may
@@ -646,6 +689,12 @@ impl PolicyBuilder {
     /// Sets the sustained CPU share (percent of one core) the guest may use.
     pub fn max_cpu_share(mut self, percent: u8) -> Self {
         self.policy.limits.max_cpu_share = Some(percent);
+        self
+    }
+
+    /// Sets whether the policy is enforced or audited.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.policy.mode = mode;
         self
     }
 

@@ -12,6 +12,9 @@ use super::{AddressGrant, MulticastGrant, MulticastInterface, NetUse, Policy};
 /// meant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Warning {
+    /// The policy is in audit mode: what it does not grant is only logged
+    /// (for onboarding a plugin, never for running one).
+    Audit,
     /// No protocol or no grant at all: every socket call of the plugin
     /// would be denied.
     GrantsNothing,
@@ -54,6 +57,9 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Warning::Audit => f.write_str(
+                "mode = \"audit\": nothing the policy does not grant is refused (use it to learn a plugin's needs, then enforce)",
+            ),
             Warning::GrantsNothing => f.write_str(
                 "the policy grants nothing: every socket call of the plugin will be denied",
             ),
@@ -171,6 +177,9 @@ fn grants_overlap(a: &AddressGrant, b: &AddressGrant) -> bool {
 /// What in `policy` looks like a mistake, in the order of the file.
 pub fn warnings(policy: &Policy) -> Vec<Warning> {
     let mut found = Vec::new();
+    if policy.mode() == super::Mode::Audit {
+        found.push(Warning::Audit);
+    }
     let any_grant = NetUse::ALL.iter().any(|&u| !policy.grants(u).is_empty())
         || !policy.multicast_grants().is_empty();
     let any_protocol = policy.protocols().next().is_some();

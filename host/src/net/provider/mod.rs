@@ -34,9 +34,7 @@ use super::routes::{InterfaceWatch, RouteWatches};
 use super::select::{FdEvents, Input, Reenable};
 use super::socket::{BroadcastProbe, Membership, MsgFlags, Socket, wildcard};
 use crate::error::WsaError;
-use crate::policy::{
-    Denial, Destination, MulticastGrant, MulticastInterface, NetUse, Policy, canonical,
-};
+use crate::policy::{Denial, MulticastGrant, MulticastInterface, NetUse, Policy, canonical};
 
 /// The capability checks of one guest's calls, on its [`Gate`].
 struct Guard {
@@ -115,11 +113,7 @@ impl Guard {
         if sock.entry.kind == SocketKind::Datagram {
             self.check_broadcast(sock, to)?;
         }
-        let grant = match self.gate.policy().check_destination(net_use, to) {
-            Ok(Destination::Unicast) => None,
-            Ok(Destination::Multicast(grant)) => Some(grant.clone()),
-            Err(denial) => return Err(self.deny(denial)),
-        };
+        let grant = self.gate.check_destination(net_use, to)?;
         if grant.is_some() && sock.entry.kind == SocketKind::Stream {
             // No stream reaches a group: the policy still decides first
             // (the implicit bind too), but nothing is bound.
@@ -269,9 +263,7 @@ impl Provider {
     /// WSPSocket (SPEC SO-1..SO-9).
     pub fn wsp_socket(&mut self, req: &SocketRequest) -> Result<u32, WsaError> {
         let entry = catalog::resolve(req)?;
-        if let Err(denial) = self.policy().check_protocol(entry.transport) {
-            return Err(self.guard.deny(denial));
-        }
+        self.guard.gate.check_protocol(entry.transport)?;
         self.has_room()?;
         let mut socket = Socket::create(
             entry,

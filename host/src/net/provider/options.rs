@@ -288,9 +288,8 @@ impl Provider {
             &OptValue::MulticastTtl(asked) => {
                 datagram_only(sock)?;
                 let ceiling = guard.ttl_ceiling(sock);
-                if asked > ceiling {
-                    return Err(guard.deny(Denial::MulticastTtl { asked, ceiling }));
-                }
+                let v6 = sock.entry.family == super::catalog::Family::V6;
+                guard.gate.check_ttl(asked, ceiling, v6)?;
                 let r = sock.sock_ref()?;
                 match sock.entry.family {
                     super::catalog::Family::V4 => r.set_multicast_ttl_v4(u32::from(asked))?,
