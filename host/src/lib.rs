@@ -18,7 +18,12 @@
 pub mod cache;
 pub mod check;
 pub mod error;
+/// The mechanism: public only with the `internals` feature (wasp's own
+/// tests and fuzz targets); embedders use the items re-exported here.
+#[cfg(feature = "internals")]
 pub mod net;
+#[cfg(not(feature = "internals"))]
+mod net;
 pub mod policy;
 pub mod run;
 
@@ -30,7 +35,8 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use error::WsaError;
-pub use net::gate::PolicyHandle;
+pub use net::gate::{DenialCounts, DenialHook, PolicyHandle};
+pub use net::meter::{Meter, MeterReading};
 pub use policy::{Denial, NetUse, Policy, PolicyBuilder, PolicyError, Transport};
 
 /// The wasp state of one guest: its sockets and the policy they live under.
@@ -97,8 +103,26 @@ impl WaspCtx {
     }
 
     /// The guest's provider: its sockets and last denial.
-    pub fn provider(&self) -> &net::Provider {
+    pub(crate) fn provider(&self) -> &net::Provider {
         &self.provider
+    }
+
+    /// The guest's most recent denial, naming the missing grant (what
+    /// its `last-denial` call returns).
+    pub fn last_denial(&self) -> Option<Denial> {
+        self.provider.last_denial()
+    }
+
+    /// The guest's denials so far, by reason.
+    pub fn denial_counts(&self) -> DenialCounts {
+        self.provider.denial_counts()
+    }
+
+    /// The guest's live counts (sockets, bytes, messages, denials, and
+    /// under [`run::PluginHost`] CPU time and memory), readable from any
+    /// thread.
+    pub fn meter(&self) -> &Arc<Meter> {
+        self.provider.meter()
     }
 
     /// Tells the provider the guest's memory limit, which bounds every
@@ -136,6 +160,11 @@ impl HasData for HasWasp {
 /// Only wasp's own interfaces are added; add WASI separately (for example
 /// with `wasmtime_wasi::p2::add_to_linker_async`), which also provides the
 /// `wasi:io/poll` that message-queue pollables are used with.
+///
+/// The imports are async host functions: instantiate and call the guest
+/// with wasmtime's `*_async` methods. Wasmtime 48 has no store setting
+/// that tells a synchronous store here (`Config::async_support` no longer
+/// has any effect), so a synchronous instantiation is what fails.
 pub fn add_to_linker<T: WaspView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     bindings::types::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
     bindings::messages::add_to_linker::<T, HasWasp>(linker, T::wasp)?;

@@ -16,7 +16,7 @@ use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use wasp_host::net::meter::{Meter, MeterReading};
+use wasp_host::{Meter, MeterReading};
 
 /// The plugins whose meters the endpoint reads, by name.
 #[derive(Debug, Default)]

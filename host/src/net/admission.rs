@@ -221,11 +221,6 @@ impl Admission {
             && (self.gate.has_room() || !self.refused_at_quota.load(Ordering::Relaxed))
     }
 
-    /// Waits until the guest has room for one more socket.
-    pub async fn room(&self) {
-        self.gate.room().await;
-    }
-
     /// Waits until a connection is ready.
     pub async fn wait(&self) {
         loop {

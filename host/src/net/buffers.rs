@@ -16,6 +16,7 @@ pub struct Buffers<'a> {
 #[derive(Clone, Copy, Debug)]
 enum Lengths<'a> {
     /// One buffer: all of `data`.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     One,
     /// Each buffer's length, in order.
     Each(&'a [u32]),
@@ -23,6 +24,7 @@ enum Lengths<'a> {
 
 impl<'a> Buffers<'a> {
     /// One buffer.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn one(data: &'a [u8]) -> Self {
         Self {
             data,

@@ -20,10 +20,13 @@ pub const SOCK_STREAM: i32 = 1;
 /// `SOCK_DGRAM`.
 pub const SOCK_DGRAM: i32 = 2;
 /// `SOCK_RAW` (not offered, SPEC SO-8).
+#[cfg(test)]
 pub const SOCK_RAW: i32 = 3;
 /// `SOCK_RDM` (not offered).
+#[cfg(test)]
 pub const SOCK_RDM: i32 = 4;
 /// `SOCK_SEQPACKET` (not offered).
+#[cfg(test)]
 pub const SOCK_SEQPACKET: i32 = 5;
 /// Wildcard protocol.
 pub const IPPROTO_ANY: i32 = 0;

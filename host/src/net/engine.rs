@@ -131,11 +131,6 @@ impl EventLink {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The socket descriptor (`wParam` of its messages).
-    pub fn socket(&self) -> u32 {
-        self.socket
-    }
-
     /// WSPAsyncSelect: registers `mask` with message id `msg` on `queue`
     /// (SPEC AS-5, AS-6).
     pub fn register(&self, queue: &Arc<MessageQueue>, msg: u32, mask: FdEvents) {

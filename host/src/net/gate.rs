@@ -201,17 +201,13 @@ pub struct OverlappedHeld {
 
 impl Gate {
     /// The gate of the guest named `label` (in log lines) under `policy`.
+    #[cfg(test)]
     pub fn new(policy: Arc<Policy>, label: Arc<str>) -> Arc<Self> {
-        Self::with_handle(PolicyHandle::new(policy), label)
+        Self::metered(PolicyHandle::new(policy), label, Meter::new())
     }
 
     /// The gate of a guest whose policy `handle` may replace while it
-    /// runs.
-    pub fn with_handle(handle: PolicyHandle, label: Arc<str>) -> Arc<Self> {
-        Self::metered(handle, label, Meter::new())
-    }
-
-    /// The gate of a guest whose activity `meter` counts.
+    /// runs, and whose activity `meter` counts.
     pub fn metered(handle: PolicyHandle, label: Arc<str>, meter: Arc<Meter>) -> Arc<Self> {
         let gate = Arc::new(Self {
             policy: handle.clone(),
@@ -347,6 +343,7 @@ impl Gate {
     }
 
     /// What the guest's overlapped operations hold now.
+    #[cfg(test)]
     pub fn overlapped(&self) -> OverlappedHeld {
         *self.overlapped_held()
     }

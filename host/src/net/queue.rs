@@ -111,6 +111,7 @@ pub struct MessageQueue {
 impl MessageQueue {
     /// A queue of at most `capacity` messages (clamped to
     /// 1..=[`MAX_QUEUE_CAPACITY`]).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn new(capacity: u32) -> Arc<Self> {
         Self::with_meter(capacity, None)
     }
@@ -194,6 +195,7 @@ impl MessageQueue {
     }
 
     /// Takes the oldest message without waiting.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn try_get(&self) -> Option<Message> {
         self.turn();
         self.lock().pop_front()
@@ -272,6 +274,7 @@ impl MessageQueue {
     }
 
     /// Whether no message waits.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

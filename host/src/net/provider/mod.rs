@@ -160,17 +160,14 @@ pub struct Provider {
 
 impl Provider {
     /// A provider with no sockets, under `policy`; `label` names the guest
-    /// in log lines.
+    /// in log lines (wasp's tests drive a provider without a guest).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn new(policy: Arc<Policy>, label: impl Into<Arc<str>>) -> Self {
-        Self::with_policy(PolicyHandle::new(policy), label)
+        Self::metered(PolicyHandle::new(policy), label, Meter::new())
     }
 
-    /// A provider whose policy `handle` may replace while the guest runs.
-    pub fn with_policy(handle: PolicyHandle, label: impl Into<Arc<str>>) -> Self {
-        Self::metered(handle, label, Meter::new())
-    }
-
-    /// A provider whose guest's activity `meter` counts.
+    /// A provider whose policy `handle` may replace while the guest runs,
+    /// and whose guest's activity `meter` counts.
     pub fn metered(handle: PolicyHandle, label: impl Into<Arc<str>>, meter: Arc<Meter>) -> Self {
         let gate = Gate::metered(handle, label.into(), meter);
         Self {
@@ -216,6 +213,7 @@ impl Provider {
     }
 
     /// Number of open sockets.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn open_sockets(&self) -> usize {
         self.sockets.len()
     }
