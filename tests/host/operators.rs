@@ -37,6 +37,13 @@ pub(crate) fn line_with(lines: &mpsc::Receiver<String>, needle: &str) -> String 
     }
 }
 
+/// The address of the metrics endpoint, from wasp's log line.
+fn metrics_url(lines: &mpsc::Receiver<String>) -> String {
+    let line = line_with(lines, "metrics at http://");
+    let url = &line[line.find("http://").unwrap()..];
+    url.split_whitespace().next().unwrap().to_string()
+}
+
 /// `GET url` with a bounded wait: the status and the body.
 fn http_get(url: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -67,12 +74,7 @@ fn the_metrics_endpoint_counts_what_a_serving_plugin_does() {
         .spawn()
         .unwrap();
     let lines = stderr_lines(child.stderr.take().unwrap());
-    let url = line_with(&lines, "metrics at http://");
-    let url = url[url.find("http://").unwrap()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let url = metrics_url(&lines);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
@@ -211,12 +213,7 @@ backoff-max-seconds = 0.2
         .spawn()
         .unwrap();
     let lines = stderr_lines(child.stderr.take().unwrap());
-    let metrics = line_with(&lines, "metrics at http://");
-    let metrics = metrics[metrics.find("http://").unwrap()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let metrics = metrics_url(&lines);
     // The hog is stopped at its limit and started again, three times over.
     for _ in 0..3 {
         line_with(&lines, "restarting in");
