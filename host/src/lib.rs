@@ -164,7 +164,9 @@ impl HasData for HasWasp {
 /// The imports are async host functions: instantiate and call the guest
 /// with wasmtime's `*_async` methods. Wasmtime 48 has no store setting
 /// that tells a synchronous store here (`Config::async_support` no longer
-/// has any effect), so a synchronous instantiation is what fails.
+/// has any effect), so a synchronous instantiation is what fails, with
+/// wasmtime's "store configuration requires that `*_async` functions are
+/// used instead".
 pub fn add_to_linker<T: WaspView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     bindings::types::add_to_linker::<T, HasWasp>(linker, T::wasp)?;
     bindings::messages::add_to_linker::<T, HasWasp>(linker, T::wasp)?;

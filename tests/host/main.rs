@@ -9,6 +9,7 @@ mod companions;
 mod conformance;
 mod deny_matrix;
 mod deny_sockets;
+mod embedding;
 mod fuzz_replay;
 mod hostile_net;
 mod isolation;
