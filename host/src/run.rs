@@ -184,14 +184,22 @@ impl MemoryBudget {
         }
         self.used = used;
         self.granted = growth;
-        self.meter.set_memory(used);
+        self.meter.memory(growth, true);
         Ok(true)
     }
 
     fn grow_failed(&mut self) -> wasmtime::Result<()> {
-        self.used -= std::mem::take(&mut self.granted);
-        self.meter.set_memory(self.used);
+        let granted = std::mem::take(&mut self.granted);
+        self.used -= granted;
+        self.meter.memory(granted, false);
         Ok(())
+    }
+}
+
+impl Drop for MemoryBudget {
+    /// The store is gone, and its memories and tables with it.
+    fn drop(&mut self) {
+        self.meter.memory(self.used, false);
     }
 }
 
@@ -289,7 +297,9 @@ pub struct GuestOptions {
     pub on_denial: Option<crate::net::gate::DenialHook>,
     /// Counts what the guest does (sockets, bytes, messages, denials, CPU
     /// time, memory): keep a clone to read it while the plugin runs
-    /// ([`Meter::reading`]). A fresh meter for each run unless shared.
+    /// ([`Meter::reading`]). Runs of cloned options share it and are
+    /// counted together (`wasp serve` counts a plugin's restarts so);
+    /// each run's quotas stay its own.
     pub meter: Arc<Meter>,
     /// Memory ceiling in bytes, for all its linear memories and table
     /// elements together; growing beyond it stops the guest
@@ -605,8 +615,9 @@ where
             let _running = this.ticker.guest_running();
             this.guest.as_mut().poll(cx)
         };
-        this.cpu.record(start, start.elapsed());
-        this.meter.set_cpu_time(this.cpu.total);
+        let spent = start.elapsed();
+        this.cpu.record(start, spent);
+        this.meter.spent(spent);
         if poll.is_ready() {
             return poll;
         }

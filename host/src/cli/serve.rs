@@ -33,8 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Deserialize;
 use tokio::sync::watch;
-use wasmtime::component::Component;
-use wasp_host::run::{GuestOptions, PluginHost};
+use wasp_host::run::{GuestOptions, PluginHost, PreparedPlugin};
 
 use super::metrics::Plugins;
 use crate::{Failure, LimitFlags};
@@ -139,11 +138,12 @@ impl Backoff {
     }
 }
 
-/// One plugin ready to run: checked, compiled, its policy read.
+/// One plugin ready to run: checked, compiled, its imports resolved, its
+/// policy read.
 struct Prepared {
     options: GuestOptions,
     policy: crate::PolicySource,
-    component: Component,
+    plugin: PreparedPlugin,
     restart: Restart,
     backoff: Backoff,
 }
@@ -213,6 +213,7 @@ fn prepare(
     };
     let policy = source.read().map_err(|e| Failure::Setup(e.into()))?;
     let component = crate::load(host, &entry.path, cache)?;
+    let plugin = host.prepare(&component).map_err(Failure::Run)?;
     let env = entry.env.into_iter().collect();
     let options = crate::guest_options(&entry.name, policy, &flags, env, entry.args);
     let backoff = Backoff::new(
@@ -222,7 +223,7 @@ fn prepare(
     Ok(Prepared {
         options,
         policy: source,
-        component,
+        plugin,
         restart: entry.restart,
         backoff,
     })
@@ -325,18 +326,10 @@ async fn supervise(
     mut stopped: watch::Receiver<bool>,
 ) {
     let name = plugin.options.name.clone();
-    let prepared = match host.prepare(&plugin.component) {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            let (status, why) = crate::stop_status(&e);
-            tracing::error!(plugin = %name, status, "{why}");
-            return;
-        }
-    };
     loop {
         crate::log_start(&plugin.options, &plugin.policy.path);
         let started = Instant::now();
-        let run = host.run_prepared(&prepared, plugin.options.clone());
+        let run = host.run_prepared(&plugin.plugin, plugin.options.clone());
         let result = tokio::select! {
             result = run => result,
             _ = stopped.wait_for(|stop| *stop) => {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::{Duration, Instant};
@@ -175,8 +175,11 @@ pub struct Gate {
     sockets: Mutex<Vec<Tracked>>,
     label: Arc<str>,
     telemetry: Mutex<Telemetry>,
-    /// What the guest is doing: its held sockets (counted against
-    /// `max-sockets`), bytes, messages, denials.
+    /// Native sockets held for the guest: its open sockets and the closed
+    /// ones still lingering (SO_LINGER), counted against `max-sockets`.
+    held: AtomicU32,
+    /// What the guest is doing: its sockets, bytes, messages, denials
+    /// (shared with other runs when the embedder shares it).
     meter: Arc<Meter>,
     /// A held socket was let go: there may be room again.
     room: Notify,
@@ -214,6 +217,7 @@ impl Gate {
             sockets: Mutex::default(),
             label,
             telemetry: Mutex::default(),
+            held: AtomicU32::new(0),
             meter,
             room: Notify::new(),
             overlapped: Mutex::default(),
@@ -351,13 +355,14 @@ impl Gate {
     /// Counts one native socket held for the guest until the returned slot
     /// is dropped.
     pub fn slot(self: &Arc<Self>) -> SocketSlot {
-        self.meter.held_sockets.fetch_add(1, Ordering::Relaxed);
+        self.held.fetch_add(1, Ordering::Relaxed);
+        self.meter.socket_held(true);
         SocketSlot(self.clone())
     }
 
     /// Whether the guest may hold one more socket (SPEC SO-2).
     pub fn has_room(&self) -> bool {
-        self.meter.held_sockets.load(Ordering::Relaxed) < self.policy().limits().max_sockets
+        self.held.load(Ordering::Relaxed) < self.policy().limits().max_sockets
     }
 
     /// Waits until the guest may hold one more socket.
@@ -579,7 +584,8 @@ pub struct SocketSlot(Arc<Gate>);
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.0.meter.held_sockets.fetch_sub(1, Ordering::Relaxed);
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.0.meter.socket_held(false);
         self.0.room.notify_waiters();
     }
 }
@@ -678,6 +684,28 @@ impl DatagramFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guests_sharing_a_meter_are_counted_together_but_keep_their_own_socket_quota() {
+        let meter = Meter::new();
+        let policy = Arc::new(Policy::builder().max_sockets(1).build());
+        let gate = |name: &str| {
+            Gate::metered(
+                PolicyHandle::new(policy.clone()),
+                name.into(),
+                meter.clone(),
+            )
+        };
+        let (first, second) = (gate("first"), gate("second"));
+        let held = first.slot();
+        assert!(!first.has_room(), "the first guest's one socket is held");
+        assert!(second.has_room(), "the second guest's quota is its own");
+        let also_held = second.slot();
+        assert_eq!(meter.reading().open_sockets, 2);
+        drop((held, also_held));
+        assert_eq!(meter.reading().open_sockets, 0);
+        assert!(first.has_room() && second.has_room());
+    }
 
     #[test]
     fn log_lines_are_rate_limited_and_report_what_was_suppressed() {

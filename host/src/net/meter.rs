@@ -22,9 +22,9 @@ use crate::policy::suggest::Activity;
 /// The live counts of one guest (see the module documentation).
 #[derive(Debug, Default)]
 pub struct Meter {
-    /// Native sockets held for the guest: open, or closed and still
-    /// lingering (SO_LINGER). This is the count `max-sockets` bounds.
-    pub(crate) held_sockets: AtomicU32,
+    /// Native sockets held: open, or closed and still lingering
+    /// (SO_LINGER).
+    held_sockets: AtomicU32,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     messages_posted: AtomicU64,
@@ -94,6 +94,14 @@ impl Meter {
         }
     }
 
+    /// Counts a native socket held (`true`) or let go.
+    pub(crate) fn socket_held(&self, held: bool) {
+        match held {
+            true => self.held_sockets.fetch_add(1, Ordering::Relaxed),
+            false => self.held_sockets.fetch_sub(1, Ordering::Relaxed),
+        };
+    }
+
     /// Counts bytes a send handed to the network.
     pub(crate) fn sent(&self, bytes: usize) {
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -124,15 +132,18 @@ impl Meter {
         self.denials.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The guest's CPU time so far.
-    pub(crate) fn set_cpu_time(&self, total: Duration) {
-        let nanos = u64::try_from(total.as_nanos()).unwrap_or(u64::MAX);
-        self.cpu_nanos.store(nanos, Ordering::Relaxed);
+    /// Counts CPU time the guest spent.
+    pub(crate) fn spent(&self, cpu: Duration) {
+        let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+        self.cpu_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// The guest's memory now.
-    pub(crate) fn set_memory(&self, bytes: usize) {
-        self.memory_bytes.store(bytes as u64, Ordering::Relaxed);
+    /// Counts memory the guest took (`grew`) or gave back.
+    pub(crate) fn memory(&self, bytes: usize, grew: bool) {
+        match grew {
+            true => self.memory_bytes.fetch_add(bytes as u64, Ordering::Relaxed),
+            false => self.memory_bytes.fetch_sub(bytes as u64, Ordering::Relaxed),
+        };
     }
 
     /// Records a use the guest made (audit mode).
@@ -212,8 +223,10 @@ mod tests {
         meter.received(7);
         meter.denied("address:connect");
         meter.denied("address:connect");
-        meter.set_cpu_time(Duration::from_millis(1500));
-        meter.set_memory(1 << 20);
+        meter.spent(Duration::from_millis(1000));
+        meter.spent(Duration::from_millis(500));
+        meter.memory(2 << 20, true);
+        meter.memory(1 << 20, false);
         let reading = meter.reading();
         assert_eq!((reading.bytes_sent, reading.bytes_received), (15, 7));
         assert_eq!(reading.denials.get("address:connect"), Some(&2));
