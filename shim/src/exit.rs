@@ -135,6 +135,9 @@ mod tests {
         assert_eq!(of_run(Err(wasmtime::format_err!("unreachable"))), TRAP);
         let not_a_component = wasmtime::Error::new(PluginError::NotAComponent);
         assert_eq!(of_load(not_a_component, "p.wasm"), NOT_A_COMPONENT);
-        assert_eq!(of_load(wasmtime::format_err!("no such file"), "p.wasm"), CANNOT_LOAD);
+        assert_eq!(
+            of_load(wasmtime::format_err!("no such file"), "p.wasm"),
+            CANNOT_LOAD
+        );
     }
 }

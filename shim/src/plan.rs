@@ -260,10 +260,7 @@ fn resolve_policy(
                 .with_context(|| format!("the policy layer {digest} cannot be used"))?;
             return Ok((policy, PolicySource::Layer(digest)));
         }
-        many => bail!(
-            "the image has {} policy layers: wasp takes one",
-            many.len()
-        ),
+        many => bail!("the image has {} policy layers: wasp takes one", many.len()),
     }
     let default = Path::new(DEFAULT_POLICY);
     if exists(default) {
@@ -379,7 +376,10 @@ mod tests {
             .err()
             .unwrap();
         let message = format!("{err:#}");
-        assert!(message.contains("WASP_POLICY=/nonexistent/policy.toml"), "{message}");
+        assert!(
+            message.contains("WASP_POLICY=/nonexistent/policy.toml"),
+            "{message}"
+        );
         let err = resolve_policy(Some(""), &[], |_| true).err().unwrap();
         assert!(err.to_string().contains("empty"), "{err}");
     }
@@ -387,7 +387,8 @@ mod tests {
     #[test]
     fn a_policy_that_does_not_parse_is_an_error() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        file.write_all(b"protocols = [\"carrier-pigeon\"]\n").unwrap();
+        file.write_all(b"protocols = [\"carrier-pigeon\"]\n")
+            .unwrap();
         let path = file.path().display().to_string();
         assert!(resolve_policy(Some(&path), &[], |_| false).is_err());
         let layers = [layer(POLICY_LAYER, b"[grants]\nnonsense = 1\n")];
@@ -399,12 +400,18 @@ mod tests {
     fn the_named_policy_comes_before_a_layer_and_a_layer_before_the_default() {
         let file = policy_file();
         let path = file.path().display().to_string();
-        let layers = [layer(COMPONENT_LAYER, b"\0asm"), layer(POLICY_LAYER, POLICY.as_bytes())];
+        let layers = [
+            layer(COMPONENT_LAYER, b"\0asm"),
+            layer(POLICY_LAYER, POLICY.as_bytes()),
+        ];
         let (_, source) = resolve_policy(Some(&path), &layers, |_| true).unwrap();
         assert_eq!(source, PolicySource::File(file.path().into()));
         let (_, source) = resolve_policy(None, &layers, |_| true).unwrap();
         assert!(matches!(source, PolicySource::Layer(_)));
-        let two = [layer(POLICY_LAYER, POLICY.as_bytes()), layer(POLICY_LAYER, POLICY.as_bytes())];
+        let two = [
+            layer(POLICY_LAYER, POLICY.as_bytes()),
+            layer(POLICY_LAYER, POLICY.as_bytes()),
+        ];
         assert!(resolve_policy(None, &two, |_| true).is_err());
     }
 

@@ -164,7 +164,9 @@ fn init_logging(wasp_log: Option<&str>) {
         Some(directives) => directives.to_string(),
     };
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|e| {
-        eprintln!("wasp: warning: WASP_LOG={directives:?} is not a filter ({e}); using the default");
+        eprintln!(
+            "wasp: warning: WASP_LOG={directives:?} is not a filter ({e}); using the default"
+        );
         EnvFilter::new(DEFAULT_LOG)
     });
     let _ = tracing_subscriber::fmt()
