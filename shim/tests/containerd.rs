@@ -316,11 +316,27 @@ impl Drop for Containerd {
     }
 }
 
-/// A running `ctr run` whose stdout lines arrive on a channel.
+/// Sends each line of `pipe` on a channel, from a thread.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (send, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// A running `ctr run` whose stdout and stderr lines arrive on channels.
 struct Attached {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Option<thread::JoinHandle<Vec<u8>>>,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    /// The stderr lines taken so far.
+    said: Vec<String>,
 }
 
 impl Attached {
@@ -331,29 +347,30 @@ impl Attached {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting ctr run");
-        let stdout = child.stdout.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Some(drain(child.stderr.take().unwrap()));
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
         Self {
             child,
-            lines,
+            stdout,
             stderr,
+            said: Vec::new(),
         }
+    }
+
+    /// Kills `ctr run` and panics with `why` and what it said.
+    fn fail(&mut self, why: &str) -> ! {
+        let status = self.child.try_wait().ok().flatten();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.said.extend(self.stderr.try_iter());
+        panic!("{why} (ctr: {status:?}): {}", self.said.join("\n"));
     }
 
     /// The address of the echo plugin's `echo: listening on ADDR` line.
     fn listening(&mut self) -> SocketAddr {
         let end = Instant::now() + START_DEADLINE;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
+            match self.stdout.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("echo: listening on ") {
                         return addr.trim().parse().expect("the plugin's address");
@@ -362,21 +379,43 @@ impl Attached {
                 Err(_) => break,
             }
         }
-        let status = self.child.try_wait().ok().flatten();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let stderr = self.stderr.take().unwrap().join().unwrap();
-        panic!(
-            "the plugin did not listen within {START_DEADLINE:?} (ctr: {status:?}): {}",
-            String::from_utf8_lossy(&stderr)
-        );
+        self.fail(&format!(
+            "the plugin did not listen within {START_DEADLINE:?}"
+        ))
     }
 
-    /// Waits for `ctr run` to end: its status and stderr.
+    /// Waits (at most [`CTR_DEADLINE`]) for a stderr line containing
+    /// `text`.
+    fn wait_stderr(&mut self, text: &str) {
+        let end = Instant::now() + CTR_DEADLINE;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.said.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.fail(&format!("no {text:?} on stderr within {CTR_DEADLINE:?}"))
+    }
+
+    /// Waits for `ctr run` to end: its status and everything on its stderr.
     fn end(mut self) -> (ExitStatus, String) {
         let status = wait_bounded(&mut self.child, CTR_DEADLINE, "ctr run");
-        let stderr = self.stderr.take().unwrap().join().unwrap();
-        (status, String::from_utf8_lossy(&stderr).into_owned())
+        // The pipe's writer is gone: the thread sends what is left and
+        // ends.
+        let end = Instant::now() + CTR_DEADLINE;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.said.push(line),
+                Err(_) => break,
+            }
+        }
+        (status, self.said.join("\n"))
     }
 }
 
@@ -392,6 +431,30 @@ fn echo_through(addr: SocketAddr, message: &[u8]) {
     let mut back = Vec::new();
     stream.read_to_end(&mut back).expect("the echo");
     assert_eq!(back, message);
+}
+
+/// Connects to `addr` and checks that the plugin never echoes: the peer
+/// is refused (reset or closed before any data).
+fn refused(addr: SocketAddr) {
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+        Ok(stream) => stream,
+        // Reset as soon as the kernel completed the handshake.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+        Err(e) => panic!("connect: {e}"),
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(b"anyone there?");
+    let mut back = Vec::new();
+    match stream.read_to_end(&mut back) {
+        Ok(_) => assert!(back.is_empty(), "echoed to a refused peer"),
+        Err(e) => assert_ne!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "no reset within 10 s"
+        ),
+    }
 }
 
 /// A container root holding `files`.
@@ -553,6 +616,23 @@ fn containerd_runs_wasp_plugins_under_their_policy() {
     );
     assert!(stderr.contains(&format!("denied: {covers}")), "{stderr}");
     println!("(a) the probe's connect was refused and logged:\n{stderr}");
+
+    // SIGHUP reloads the policy file into the running plugin: a policy
+    // that accepts no peer on 127.0.0.1 refuses the next client.
+    let no_accept = ECHO_POLICY.replace(
+        "accept = [{ addr = \"127.0.0.1\" }]",
+        "accept = [{ addr = \"127.0.0.2\" }]",
+    );
+    fs::write(root_a.join("policy.toml"), &no_accept).unwrap();
+    containerd.ctr_ok(&["task", "kill", "--signal", "SIGHUP", "echo-a"]);
+    echo_a.wait_stderr("wasp: policy reloaded from /policy.toml");
+    refused(addr);
+    echo_a.wait_stderr("no `accept` grant covers 127.0.0.1:");
+    fs::write(root_a.join("policy.toml"), ECHO_POLICY).unwrap();
+    containerd.ctr_ok(&["task", "kill", "--signal", "SIGHUP", "echo-a"]);
+    echo_a.wait_stderr("wasp: policy reloaded from /policy.toml");
+    echo_through(addr, b"welcome back");
+    println!("(a) SIGHUP reloaded the policy: a peer refused, then served again");
 
     // SIGTERM ends the plugin cleanly: 143.
     containerd.ctr_ok(&["task", "kill", "echo-a"]);
