@@ -64,6 +64,8 @@ async fn next(stream: &mut Option<Signal>) {
     }
 }
 
+/// Loads and runs the plugin under its policy until it ends or a signal
+/// ends it; the container's exit status.
 async fn supervise(plan: Plan) -> i32 {
     // Caught before anything else: the container's process is the init of
     // its PID namespace, which a signal without a handler does not end.
