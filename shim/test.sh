@@ -29,6 +29,6 @@ fi
 
 cd "$here"
 cargo fmt --check
-cargo clippy --all-targets -- -D warnings
-cargo build
-cargo test
+cargo clippy --all-targets --locked -- -D warnings
+cargo build --locked
+cargo test --locked
