@@ -449,6 +449,23 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_configmap_policy_is_valid() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("policy.toml: |\n").expect("the ConfigMap") + 15;
+        let end = start
+            + readme[start..]
+                .find("---")
+                .expect("the end of the ConfigMap");
+        let text: String = readme[start..end]
+            .lines()
+            .map(|line| line.strip_prefix("    ").unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let policy = Policy::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(policy.limits().max_cpu_share, Some(50));
+    }
+
+    #[test]
     fn a_bad_memory_setting_is_refused() {
         let file = policy_file();
         for bad in ["0", "lots", "-1"] {
