@@ -417,6 +417,41 @@ impl Attached {
         }
         (status, self.said.join("\n"))
     }
+
+    /// Waits for `ctr run` of container `id` to end after a `ctr task
+    /// kill`: the task's exit status and everything on its stderr.
+    ///
+    /// containerd-shim-wasm holds the task's state while it kills the
+    /// container, so a `ctr run` that sees the exit during the kill may
+    /// find the task still running and fail to delete it (`task must be
+    /// stopped before deletion`). Then `ctr task delete`, once the kill is
+    /// over, reports the exit status instead.
+    fn end_killed(self, containerd: &Containerd, id: &str) -> (Option<i32>, String) {
+        let (status, said) = self.end();
+        if status.code() != Some(1) || !said.contains("task must be stopped before deletion") {
+            return (status.code(), said);
+        }
+        let end = Instant::now() + CTR_DEADLINE;
+        loop {
+            let deleted = output_bounded(
+                containerd.ctr().args(["task", "delete", id]),
+                "ctr task delete",
+            );
+            let told = String::from_utf8_lossy(&deleted.stderr).into_owned();
+            if deleted.status.success() {
+                let code = told
+                    .split("exit with non-zero exit code ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|digits| digits.parse().ok())
+                    .unwrap_or(0);
+                println!("(ctr run lost the race with the kill; ctr task delete: {code})");
+                return (Some(code), said);
+            }
+            assert!(Instant::now() < end, "ctr task delete {id}: {told}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// Sends `message` through the echo plugin at `addr` and checks that it
@@ -636,8 +671,8 @@ fn containerd_runs_wasp_plugins_under_their_policy() {
 
     // SIGTERM ends the plugin cleanly: 143.
     containerd.ctr_ok(&["task", "kill", "echo-a"]);
-    let (status, stderr) = echo_a.end();
-    assert_eq!(status.code(), Some(143), "{stderr}");
+    let (status, stderr) = echo_a.end_killed(&containerd, "echo-a");
+    assert_eq!(status, Some(143), "{stderr}");
     assert!(stderr.contains("wasp: SIGTERM: plugin stopped"), "{stderr}");
     assert!(stderr.contains("plugin starting"), "{stderr}");
     println!("(a) ctr task kill: status 143; the plugin's stderr:\n{stderr}");
@@ -717,8 +752,8 @@ fn containerd_runs_wasp_plugins_under_their_policy() {
     let addr = echo_b.listening();
     echo_through(addr, b"hello from an image");
     containerd.ctr_ok(&["task", "kill", "echo-b"]);
-    let (status, stderr) = echo_b.end();
-    assert_eq!(status.code(), Some(143), "{stderr}");
+    let (status, stderr) = echo_b.end_killed(&containerd, "echo-b");
+    assert_eq!(status, Some(143), "{stderr}");
     assert!(stderr.contains("policy=/etc/wasp/policy.toml"), "{stderr}");
     println!("(b) the image ran under the mounted policy, then 143:\n{stderr}");
 
