@@ -5,7 +5,8 @@
 #
 #   sh shim/test.sh            # from anywhere
 #
-# Installs what is missing from Debian's packages first (as root):
+# Installs what is missing from Debian's packages first (as root; a
+# user who is not root gets a SKIPPED line saying what is missing):
 # containerd (the test's), protobuf-compiler and libseccomp-dev (the
 # shim's build). CARGO_TARGET_DIR is honoured; the default is shim/target.
 # CARGO_BUILD_JOBS (or a `nice`) keeps the build gentle on shared machines.
@@ -19,8 +20,8 @@ command -v protoc >/dev/null 2>&1 || missing="$missing protobuf-compiler"
 [ -e /usr/include/seccomp.h ] || missing="$missing libseccomp-dev"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "shim/test.sh: missing Debian packages:$missing (install them as root)" >&2
-        exit 1
+        echo "SKIPPED containerd shim: missing Debian packages:$missing (install them as root)" >&2
+        exit 0
     fi
     echo "shim/test.sh: installing$missing"
     apt-get update -qq

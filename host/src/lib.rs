@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod check;
 pub mod error;
+pub mod exit;
 /// The mechanism: public only with the `internals` feature (wasp's own
 /// tests and fuzz targets); embedders use the items re-exported here.
 #[cfg(feature = "internals")]

@@ -39,8 +39,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasp_host::cache::CompileCache;
 use wasp_host::check::PluginError;
+use wasp_host::exit;
 use wasp_host::policy::Mode;
-use wasp_host::run::{GuestOptions, GuestStopped, InstantiationFailed, PluginHost};
+use wasp_host::run::{GuestOptions, PluginHost};
 use wasp_host::{Policy, PolicyHandle};
 
 use cli::logging::{self, LogFormat};
@@ -285,7 +286,7 @@ fn main() -> ExitCode {
             tracing::info!(
                 plugin = %name,
                 status,
-                reason = cli::exit_reason(status),
+                reason = exit::reason(status),
                 seconds = started.elapsed().as_secs_f64(),
                 "plugin ended"
             );
@@ -301,24 +302,20 @@ fn exit_status(result: Result<i32, Failure>) -> u8 {
         Ok(0) => 0,
         Ok(status) => {
             eprintln!("wasp: plugin exited with status {status}");
-            u8::try_from(status).unwrap_or(1).max(1)
+            exit::of_plugin(status)
         }
         Err(Failure::Setup(err)) => {
             eprintln!("wasp: error: {err:#}");
-            cli::EXIT_CONFIGURATION
+            exit::CONFIGURATION
         }
         Err(Failure::CannotLoad(err)) => {
             eprintln!("wasp: error: {err:#}");
-            cli::EXIT_CANNOT_LOAD
+            exit::CANNOT_LOAD
         }
         Err(Failure::Run(err)) => report_stop(&err),
         Err(Failure::NotAPlugin(err)) => {
             eprintln!("wasp: error: cannot run this plugin: {err}");
-            match err {
-                PluginError::NotWasm(_) | PluginError::NotAComponent => cli::EXIT_NOT_A_COMPONENT,
-                PluginError::NotACommand { .. } => cli::EXIT_NOT_A_COMMAND,
-                PluginError::UnknownImport(_) => cli::EXIT_UNKNOWN_IMPORT,
-            }
+            exit::of_not_a_plugin(&err)
         }
     }
 }
@@ -366,23 +363,7 @@ fn report_stop(err: &wasmtime::Error) -> u8 {
 /// saying it (see [`EXIT_STATUS_HELP`]).
 fn stop_status(err: &wasmtime::Error) -> (u8, String) {
     tracing::debug!("the plugin ended with {err:?}");
-    if let Some(stop) = err.downcast_ref::<GuestStopped>() {
-        let status = match stop {
-            GuestStopped::Memory(_) => cli::EXIT_MEMORY,
-            GuestStopped::CpuTime(_) => cli::EXIT_CPU_TIME,
-            GuestStopped::WallTime(_) => cli::EXIT_WALL_TIME,
-            GuestStopped::CpuShare(_) => cli::EXIT_CPU_SHARE,
-        };
-        return (status, format!("plugin stopped: {stop}"));
-    }
-    if err.downcast_ref::<InstantiationFailed>().is_some() {
-        let why = format!("error: cannot instantiate the plugin: {}", err.root_cause());
-        return (cli::EXIT_CANNOT_LOAD, why);
-    }
-    (
-        cli::EXIT_TRAP,
-        format!("plugin trapped: {}", err.root_cause()),
-    )
+    exit::of_stop(err)
 }
 
 /// What `wasp run` was asked to do.

@@ -14,7 +14,7 @@ pub fn check(path: &Path, strict: bool) -> ExitCode {
         Ok(policy) => policy,
         Err(e) => {
             eprintln!("wasp: error: {e}");
-            return ExitCode::from(super::EXIT_CONFIGURATION);
+            return ExitCode::from(wasp_host::exit::CONFIGURATION);
         }
     };
     println!("{}: valid policy", path.display());

@@ -339,7 +339,7 @@ async fn supervise(
         };
         let ran = started.elapsed();
         let status = match &result {
-            Ok(status) => u8::try_from(*status).unwrap_or(1),
+            Ok(status) => wasp_host::exit::of_plugin(*status),
             Err(e) => {
                 let (status, why) = crate::stop_status(e);
                 tracing::warn!(plugin = %name, "{why}");
@@ -349,7 +349,7 @@ async fn supervise(
         tracing::info!(
             plugin = %name,
             status,
-            reason = super::exit_reason(status),
+            reason = wasp_host::exit::reason(status),
             seconds = ran.as_secs_f64(),
             "plugin ended"
         );
