@@ -441,7 +441,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
             .map_err(Failure::Setup)?;
         tracing::info!(plugin = %name, "metrics at http://{bound}/metrics");
     }
-    log_start(&options, &policy_path);
+    options.log_start(&policy_path.display());
     let (live, meter) = (options.policy.clone(), options.meter.clone());
     let result = runtime.block_on(host.run(&component, options));
     if live.current().mode() == Mode::Audit {
@@ -560,20 +560,4 @@ fn guest_options(
     limits.wall_time = flags.wall_time.or(limits.wall_time);
     limits.cpu_share = flags.cpu_share.or(limits.cpu_share);
     options
-}
-
-/// The start line of a plugin: its name, policy and limits.
-fn log_start(options: &GuestOptions, policy_path: &std::path::Path) {
-    let time = &options.time_limits;
-    let seconds =
-        |limit: Option<Duration>| limit.map_or("none".into(), |d| format!("{}s", d.as_secs_f64()));
-    tracing::info!(
-        plugin = %options.name,
-        policy = %policy_path.display(),
-        memory_mib = options.memory_limit >> 20,
-        cpu_time = %seconds(time.cpu_time),
-        wall_time = %seconds(time.wall_time),
-        cpu_share = %time.cpu_share.map_or("none".into(), |p| format!("{p}%")),
-        "plugin starting"
-    );
 }

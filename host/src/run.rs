@@ -313,6 +313,26 @@ pub struct GuestOptions {
 }
 
 impl GuestOptions {
+    /// Logs the start line of a run with these options: the plugin, its
+    /// `policy` (where it came from) and its limits. Every front end
+    /// writes the same line (target `wasp`).
+    pub fn log_start(&self, policy: &dyn std::fmt::Display) {
+        let time = &self.time_limits;
+        let seconds = |limit: Option<Duration>| {
+            limit.map_or("none".into(), |d| format!("{}s", d.as_secs_f64()))
+        };
+        tracing::info!(
+            target: "wasp",
+            plugin = %self.name,
+            policy = %policy,
+            memory_mib = self.memory_limit >> 20,
+            cpu_time = %seconds(time.cpu_time),
+            wall_time = %seconds(time.wall_time),
+            cpu_share = %time.cpu_share.map_or("none".into(), |p| format!("{p}%")),
+            "plugin starting"
+        );
+    }
+
     /// Options for a plugin called `name` under `policy`, with no arguments,
     /// the default memory limit and inherited stdio.
     pub fn new(name: impl Into<String>, policy: Arc<Policy>) -> Self {
@@ -410,6 +430,13 @@ impl PluginHost {
     /// error's root cause otherwise, before any compiling).
     pub fn load(&self, path: impl AsRef<Path>) -> wasmtime::Result<Component> {
         Component::new(&self.engine, &read_plugin(path.as_ref())?)
+    }
+
+    /// [`PluginHost::load`] of a plugin's bytes (an image layer, say),
+    /// with the same checks first.
+    pub fn load_bytes(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        crate::check::check_plugin(bytes)?;
+        Component::new(&self.engine, bytes)
     }
 
     /// [`PluginHost::load`] through a compile cache: a plugin compiled

@@ -95,19 +95,7 @@ async fn supervise(plan: Plan) -> i32 {
             options.policy.clone(),
         ));
     }
-    let time = &options.time_limits;
-    let seconds =
-        |limit: Option<Duration>| limit.map_or("none".into(), |d| format!("{}s", d.as_secs_f64()));
-    tracing::info!(
-        target: "wasp",
-        plugin = %plan.name,
-        policy = %plan.policy_source,
-        memory_mib = plan.memory_limit >> 20,
-        cpu_time = %seconds(time.cpu_time),
-        wall_time = %seconds(time.wall_time),
-        cpu_share = %time.cpu_share.map_or("none".into(), |p| format!("{p}%")),
-        "plugin starting"
-    );
+    options.log_start(&plan.policy_source);
     tokio::select! {
         biased;
         () = next(&mut terminate) => {
@@ -128,10 +116,7 @@ async fn supervise(plan: Plan) -> i32 {
 fn load(host: &PluginHost, plugin: &PluginSource) -> wasmtime::Result<Component> {
     match plugin {
         PluginSource::File(path) => host.load(path),
-        PluginSource::Layer(bytes) => {
-            wasp_host::check::check_plugin(bytes)?;
-            Component::new(host.engine(), bytes)
-        }
+        PluginSource::Layer(bytes) => host.load_bytes(bytes),
     }
 }
 

@@ -327,7 +327,7 @@ async fn supervise(
 ) {
     let name = plugin.options.name.clone();
     loop {
-        crate::log_start(&plugin.options, &plugin.policy.path);
+        plugin.options.log_start(&plugin.policy.path.display());
         let started = Instant::now();
         let run = host.run_prepared(&plugin.plugin, plugin.options.clone());
         let result = tokio::select! {
