@@ -282,7 +282,7 @@ fn main() -> ExitCode {
             };
             let started = Instant::now();
             let name = request.name();
-            let status = exit_status(run(request));
+            let status = exit_status(run(request, &name));
             tracing::info!(
                 plugin = %name,
                 status,
@@ -389,8 +389,8 @@ impl RunRequest {
     }
 }
 
-fn run(request: RunRequest) -> Result<i32, Failure> {
-    let name = request.name();
+/// `wasp run` of the plugin called `name` (its [`RunRequest::name`]).
+fn run(request: RunRequest, name: &str) -> Result<i32, Failure> {
     let RunRequest {
         plugin,
         policy: policy_path,
@@ -418,7 +418,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
     let host = new_host()?;
     let cache = open_cache(cache);
     let component = load(&host, &plugin, cache.as_ref())?;
-    let options = guest_options(&name, policy, &flags, env, args);
+    let options = guest_options(name, policy, &flags, env, args);
     // SIGHUP reloads the policy file into the running plugin (caught from
     // here on: a SIGHUP during the start does not end wasp).
     let hangups = {
@@ -434,7 +434,7 @@ fn run(request: RunRequest) -> Result<i32, Failure> {
     }
     if let Some(addr) = metrics {
         let plugins = Arc::new(cli::metrics::Plugins::default());
-        plugins.watch(&name, options.meter.clone());
+        plugins.watch(name, options.meter.clone());
         let bound = runtime
             .block_on(cli::metrics::serve(addr, plugins))
             .with_context(|| format!("serving metrics at {addr}"))

@@ -279,6 +279,24 @@ pub enum Stdio {
     },
 }
 
+/// The log filter every front end starts from: wasp's own lines from
+/// `info` (start, denials, end), other crates' warnings only.
+pub const DEFAULT_LOG_DIRECTIVES: &str = "warn,wasp=info,wasp_host=info";
+
+/// The `tracing` filter directives for a `WASP_LOG` value: the default
+/// without one; a bare level (`debug`) applied to wasp's own lines only,
+/// never the compiler's; anything else taken as written
+/// (`cranelift=debug`).
+pub fn log_directives(wasp_log: Option<&str>) -> String {
+    match wasp_log.map(str::trim) {
+        None | Some("") => DEFAULT_LOG_DIRECTIVES.to_string(),
+        Some(level) if level.parse::<tracing::Level>().is_ok() => {
+            format!("warn,wasp={level},wasp_host={level}")
+        }
+        Some(directives) => directives.to_string(),
+    }
+}
+
 /// How to run one plugin.
 #[derive(Clone)]
 pub struct GuestOptions {

@@ -13,9 +13,6 @@ use wasp_host::{Policy, PolicyHandle};
 use crate::exit;
 use crate::plan::{Plan, PluginSource, PolicySource};
 
-/// The default filter of wasp's log lines (`WASP_LOG` changes it).
-const DEFAULT_LOG: &str = "warn,wasp=info,wasp_host=info";
-
 /// Runs `plan`'s plugin to its end (or to SIGTERM or SIGINT) and returns
 /// the container's exit status.
 pub fn run(plan: Plan) -> i32 {
@@ -143,18 +140,12 @@ async fn reload_on_hangup(mut hangups: Signal, path: std::path::PathBuf, live: P
 /// lines only, a directive is taken as written.
 fn init_logging(wasp_log: Option<&str>) {
     use tracing_subscriber::EnvFilter;
-    let directives = match wasp_log.map(str::trim) {
-        None | Some("") => DEFAULT_LOG.to_string(),
-        Some(level) if level.parse::<tracing::Level>().is_ok() => {
-            format!("warn,wasp={level},wasp_host={level}")
-        }
-        Some(directives) => directives.to_string(),
-    };
+    let directives = wasp_host::run::log_directives(wasp_log);
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!(
             "wasp: warning: WASP_LOG={directives:?} is not a filter ({e}); using the default"
         );
-        EnvFilter::new(DEFAULT_LOG)
+        EnvFilter::new(wasp_host::run::DEFAULT_LOG_DIRECTIVES)
     });
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

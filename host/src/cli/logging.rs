@@ -4,6 +4,7 @@
 use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
+use wasp_host::run::{DEFAULT_LOG_DIRECTIVES, log_directives};
 
 /// The log format (`--log-format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -21,18 +22,12 @@ pub enum LogFormat {
 /// wasp's own lines, never to the compiler's (a full directive such as
 /// `WASP_LOG=cranelift=debug` is taken as it is).
 pub fn filter(wasp_log: Option<&str>) -> EnvFilter {
-    let directives = match wasp_log.map(str::trim) {
-        None | Some("") => "warn,wasp=info,wasp_host=info".to_string(),
-        Some(level) if level.parse::<tracing::Level>().is_ok() => {
-            format!("warn,wasp={level},wasp_host={level}")
-        }
-        Some(directives) => directives.to_string(),
-    };
+    let directives = log_directives(wasp_log);
     EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!(
             "wasp: warning: WASP_LOG={directives:?} is not a filter ({e}); using the default"
         );
-        EnvFilter::new("warn,wasp=info,wasp_host=info")
+        EnvFilter::new(DEFAULT_LOG_DIRECTIVES)
     })
 }
 
